@@ -1,0 +1,192 @@
+//! The hash chain over `events` (SPEC guarantee 5).
+//!
+//! Invariant: row `n` stores `prev_hash = hash(n-1)` (32 zero bytes for the
+//! first row) and `hash = SHA-256(encode(prev_hash, seq, session_id, channel,
+//! at_us, kind, detail, stream, data))`, where every field is tagged and
+//! length-prefixed so that no two different rows encode alike. Rows are only
+//! ever appended through [`append`], which also advances the in-memory
+//! [`ChainHead`]; [`store_head`] writes that head in the same transaction.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+/// Domain separation: a hash from this chain can't be mistaken for another.
+const DOMAIN: &[u8] = b"portcullis.audit.v1";
+
+pub(crate) type Hash = [u8; 32];
+
+/// The `prev_hash` of the first row.
+pub(crate) const GENESIS: Hash = [0u8; 32];
+
+/// The fields of one chained row, as stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChainRow<'a> {
+    pub seq: i64,
+    pub session_id: Option<i64>,
+    pub channel: Option<i64>,
+    pub at_us: i64,
+    pub kind: &'a str,
+    pub detail: &'a str,
+    pub stream: Option<&'a str>,
+    pub data: Option<&'a [u8]>,
+}
+
+/// The last row of the chain: where the next row hangs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    pub seq: i64,
+    pub hash: Hash,
+}
+
+impl ChainHead {
+    pub const EMPTY: ChainHead = ChainHead {
+        seq: 0,
+        hash: GENESIS,
+    };
+}
+
+/// The hash of `row` chained after `prev`.
+pub(crate) fn row_hash(prev: &[u8], row: &ChainRow<'_>) -> Hash {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    put_bytes(&mut h, prev);
+    h.update(row.seq.to_be_bytes());
+    put_opt_int(&mut h, row.session_id);
+    put_opt_int(&mut h, row.channel);
+    h.update(row.at_us.to_be_bytes());
+    put_bytes(&mut h, row.kind.as_bytes());
+    put_bytes(&mut h, row.detail.as_bytes());
+    put_opt_bytes(&mut h, row.stream.map(str::as_bytes));
+    put_opt_bytes(&mut h, row.data);
+    h.finalize().into()
+}
+
+fn put_bytes(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+fn put_opt_int(h: &mut Sha256, v: Option<i64>) {
+    match v {
+        None => h.update([0u8]),
+        Some(v) => {
+            h.update([1u8]);
+            h.update(v.to_be_bytes());
+        }
+    }
+}
+
+fn put_opt_bytes(h: &mut Sha256, v: Option<&[u8]>) {
+    match v {
+        None => h.update([0u8]),
+        Some(v) => {
+            h.update([1u8]);
+            put_bytes(h, v);
+        }
+    }
+}
+
+/// Where the writer continues the chain: the recorded head, unless rows
+/// past it exist (then the last row). A tail removed below the recorded head
+/// is kept visible: the next row continues from the recorded head, leaving a
+/// gap that `verify` reports.
+pub(crate) fn load_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
+    let recorded = read_recorded_head(conn)?;
+    let last = conn
+        .query_row(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?
+        .map(|(seq, hash)| ChainHead {
+            seq,
+            hash: to_hash(&hash),
+        });
+    Ok(match (recorded, last) {
+        (Some(r), Some(l)) if l.seq > r.seq => {
+            tracing::error!(
+                recorded = r.seq,
+                last = l.seq,
+                "audit chain head is behind the last row"
+            );
+            l
+        }
+        (Some(r), Some(l)) => {
+            if r != l {
+                tracing::error!(
+                    recorded = r.seq,
+                    last = l.seq,
+                    "audit chain head does not match the last row"
+                );
+            }
+            r
+        }
+        (Some(r), None) => r,
+        (None, Some(l)) => {
+            tracing::error!(last = l.seq, "audit chain head is missing");
+            l
+        }
+        (None, None) => ChainHead::EMPTY,
+    })
+}
+
+/// The head recorded in `chain_head`, if any.
+pub(crate) fn read_recorded_head(conn: &Connection) -> rusqlite::Result<Option<ChainHead>> {
+    conn.query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |row| {
+        Ok(ChainHead {
+            seq: row.get(0)?,
+            hash: to_hash(&row.get::<_, Vec<u8>>(1)?),
+        })
+    })
+    .optional()
+}
+
+/// A stored hash as a fixed array; a wrong length (tampering) becomes a
+/// value that matches nothing real.
+pub(crate) fn to_hash(bytes: &[u8]) -> Hash {
+    let mut out = [0xffu8; 32];
+    if bytes.len() == out.len() {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+/// Appends the row described by `row` (its `seq` is ignored and assigned
+/// here) after `head`, and advances `head`.
+pub(crate) fn append(
+    conn: &Connection,
+    head: &mut ChainHead,
+    row: ChainRow<'_>,
+) -> rusqlite::Result<i64> {
+    let row = ChainRow {
+        seq: head.seq.saturating_add(1),
+        ..row
+    };
+    let hash = row_hash(&head.hash, &row);
+    conn.prepare_cached(
+        "INSERT INTO events (seq, session_id, channel, at_us, kind, detail, stream, data, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        row.seq,
+        row.session_id,
+        row.channel,
+        row.at_us,
+        row.kind,
+        row.detail,
+        row.stream,
+        row.data,
+        &head.hash[..],
+        &hash[..],
+    ])?;
+    *head = ChainHead { seq: row.seq, hash };
+    Ok(row.seq)
+}
+
+/// Records `head` as the chain's head (call in the appending transaction).
+pub(crate) fn store_head(conn: &Connection, head: &ChainHead) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO chain_head (id, seq, hash) VALUES (1, ?1, ?2)")?
+        .execute(params![head.seq, &head.hash[..]])?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The audit event vocabulary (the kinds fixed in design/interfaces.md).
+//!
+//! Invariant: an event is stored as its `kind` plus a JSON object of its
+//! kind-specific fields (`detail`), and [`Event::decode`] of what
+//! [`Event::encode`] produced gives back the same event. Stream bytes are not
+//! events: they are `data` rows written by `Store::chunk`.
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// The `kind` of stream rows.
+pub(crate) const DATA_KIND: &str = "data";
+
+/// One audited happening. Serialized with its kind as `"kind"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Event {
+    #[serde(rename = "auth.accepted")]
+    AuthAccepted {
+        key_id: String,
+        serial: u64,
+        ca_fingerprint: String,
+        principals: Vec<String>,
+        login: String,
+    },
+    #[serde(rename = "auth.refused")]
+    AuthRefused {
+        login: String,
+        key_id: Option<String>,
+        serial: Option<u64>,
+        ca_fingerprint: Option<String>,
+        client_addr: String,
+        reason: String,
+    },
+    #[serde(rename = "exec.allowed")]
+    ExecAllowed {
+        command: String,
+        forced_command: Option<String>,
+    },
+    #[serde(rename = "exec.refused")]
+    ExecRefused { command: String, reason: String },
+    /// `request` is e.g. `pty-req`, `shell`, `subsystem:sftp`, `direct-tcpip`.
+    #[serde(rename = "request.refused")]
+    RequestRefused { request: String, reason: String },
+    #[serde(rename = "upstream.failed")]
+    UpstreamFailed { reason: String },
+    #[serde(rename = "exit.status")]
+    ExitStatus { status: u32 },
+    #[serde(rename = "exit.signal")]
+    ExitSignal { signal: String, core_dumped: bool },
+    /// Written only by `Store::begin_session`.
+    #[serde(rename = "session.start")]
+    SessionStart(NewSession),
+    /// Written only by `Store::end_session` (and crash recovery).
+    #[serde(rename = "session.end")]
+    SessionEnd { reason: String },
+}
+
+/// The fields of a session, fixed when it begins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// The identity (the cert's key id as the policy names it).
+    pub identity: String,
+    pub key_id: String,
+    pub task: Option<String>,
+    pub cert_serial: u64,
+    pub ca_fingerprint: String,
+    pub client_addr: String,
+    /// The target name (= login name).
+    pub target: String,
+    pub login: String,
+}
+
+impl Event {
+    /// The stored `kind` string; equal to the serde tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::AuthAccepted { .. } => "auth.accepted",
+            Event::AuthRefused { .. } => "auth.refused",
+            Event::ExecAllowed { .. } => "exec.allowed",
+            Event::ExecRefused { .. } => "exec.refused",
+            Event::RequestRefused { .. } => "request.refused",
+            Event::UpstreamFailed { .. } => "upstream.failed",
+            Event::ExitStatus { .. } => "exit.status",
+            Event::ExitSignal { .. } => "exit.signal",
+            Event::SessionStart(_) => "session.start",
+            Event::SessionEnd { .. } => "session.end",
+        }
+    }
+
+    /// Splits the event into its kind and the JSON text of its other fields.
+    pub(crate) fn encode(&self) -> Result<(&'static str, String), StoreError> {
+        let mut value = serde_json::to_value(self)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("kind");
+        }
+        Ok((self.kind(), serde_json::to_string(&value)?))
+    }
+
+    /// Rebuilds an event from a stored kind and detail.
+    pub(crate) fn decode(kind: &str, detail: &str) -> Result<Event, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_str(detail)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("kind".into(), serde_json::Value::String(kind.into()));
+        }
+        serde_json::from_value(value)
+    }
+}
+
+/// Which direction of a channel a chunk of bytes travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Client to target.
+    Stdin,
+    /// Target to client.
+    Stdout,
+    /// Target to client, extended data 1.
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdin => "stdin",
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stream> {
+        match s {
+            "stdin" => Some(Stream::Stdin),
+            "stdout" => Some(Stream::Stdout),
+            "stderr" => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}

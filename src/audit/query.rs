@@ -1,0 +1,205 @@
+//! Read-only queries for the reviewer commands.
+//!
+//! Invariant: a [`Reader`] opens the store read-only and never migrates,
+//! recovers or writes, so the CLI can read while a server writes (WAL). Rows
+//! come back as stored; a row whose kind or detail no longer parses (a newer
+//! writer, or tampering) is returned as [`Entry::Unparsed`], never dropped.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::event::{Event, Stream, DATA_KIND};
+use super::verify::{self, VerifyReport};
+use super::{schema, SessionId, StoreError};
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub started_at_us: i64,
+    pub ended_at_us: Option<i64>,
+    pub end_reason: Option<String>,
+    pub identity: String,
+    pub key_id: String,
+    pub task: Option<String>,
+    pub cert_serial: u64,
+    pub ca_fingerprint: String,
+    pub client_addr: String,
+    pub target: String,
+    pub login: String,
+}
+
+/// A row of `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub session: Option<SessionId>,
+    pub channel: Option<u32>,
+    pub at_us: i64,
+    pub entry: Entry,
+}
+
+/// What an event row holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Event(Event),
+    Data {
+        stream: Stream,
+        data: Vec<u8>,
+    },
+    /// A row this version cannot interpret, kept as stored.
+    Unparsed {
+        kind: String,
+        detail: String,
+    },
+}
+
+impl Entry {
+    /// The row's kind (`data` for stream rows).
+    pub fn kind(&self) -> &str {
+        match self {
+            Entry::Event(e) => e.kind(),
+            Entry::Data { .. } => DATA_KIND,
+            Entry::Unparsed { kind, .. } => kind,
+        }
+    }
+}
+
+/// One session and all its rows in chain order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    pub session: SessionRecord,
+    pub events: Vec<EventRecord>,
+}
+
+/// Which sessions `list_sessions` returns; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub identity: Option<String>,
+    pub task: Option<String>,
+    pub target: Option<String>,
+    /// Sessions started at or after this time (unix micros).
+    pub since_us: Option<i64>,
+}
+
+/// A read-only connection to the store.
+pub struct Reader {
+    conn: Connection,
+}
+
+const SESSION_COLUMNS: &str = "id, started_at_us, ended_at_us, end_reason, identity, key_id, task,
+     cert_serial, ca_fingerprint, client_addr, target, login";
+
+const EVENT_COLUMNS: &str = "seq, session_id, channel, at_us, kind, detail, stream, data";
+
+impl Reader {
+    /// Opens an existing store read-only; fails if there is none.
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            conn: schema::open_reader(path.as_ref())?,
+        })
+    }
+
+    /// Sessions matching `filter`, oldest first.
+    pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions
+             WHERE (?1 IS NULL OR identity = ?1) AND (?2 IS NULL OR task = ?2)
+               AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR started_at_us >= ?4)
+             ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![filter.identity, filter.task, filter.target, filter.since_us],
+            session_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One session's row, if it exists.
+    pub fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [id.0], session_from_row)
+            .optional()?)
+    }
+
+    /// Refused authentications (`auth.refused`), oldest first.
+    pub fn list_refused_auths(
+        &self,
+        since_us: Option<i64>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE kind = 'auth.refused' AND (?1 IS NULL OR at_us >= ?1) ORDER BY seq"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![since_us], event_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The session and every row recorded for it, in chain order.
+    pub fn transcript(&self, id: SessionId) -> Result<Option<Transcript>, StoreError> {
+        let Some(session) = self.session(id)? else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE session_id = ?1 ORDER BY seq");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([id.0], event_from_row)?;
+        let events = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(Some(Transcript { session, events }))
+    }
+
+    /// Walks the whole chain; with `session`, reports only that session's
+    /// rows plus breaks of the chain itself.
+    pub fn verify(&self, session: Option<SessionId>) -> Result<VerifyReport, StoreError> {
+        verify::verify(&self.conn, session)
+    }
+}
+
+pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: SessionId(row.get(0)?),
+        started_at_us: row.get(1)?,
+        ended_at_us: row.get(2)?,
+        end_reason: row.get(3)?,
+        identity: row.get(4)?,
+        key_id: row.get(5)?,
+        task: row.get(6)?,
+        cert_serial: row.get::<_, i64>(7)? as u64,
+        ca_fingerprint: row.get(8)?,
+        client_addr: row.get(9)?,
+        target: row.get(10)?,
+        login: row.get(11)?,
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    let kind: String = row.get(4)?;
+    let detail: String = row.get(5)?;
+    let stream: Option<String> = row.get(6)?;
+    let data: Option<Vec<u8>> = row.get(7)?;
+    let entry = match (
+        kind.as_str(),
+        stream.as_deref().and_then(Stream::parse),
+        data,
+    ) {
+        (DATA_KIND, Some(stream), Some(data)) => Entry::Data { stream, data },
+        (DATA_KIND, _, _) => Entry::Unparsed { kind, detail },
+        _ => match Event::decode(&kind, &detail) {
+            Ok(event) => Entry::Event(event),
+            Err(_) => Entry::Unparsed { kind, detail },
+        },
+    };
+    Ok(EventRecord {
+        seq: row.get(0)?,
+        session: row.get::<_, Option<i64>>(1)?.map(SessionId),
+        channel: row
+            .get::<_, Option<i64>>(2)?
+            .and_then(|c| u32::try_from(c).ok()),
+        at_us: row.get(3)?,
+        entry,
+    })
+}

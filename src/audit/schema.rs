@@ -1,0 +1,136 @@
+//! The SQLite schema and the two ways to open the store.
+//!
+//! Invariant: the read-write connection always runs in WAL mode with
+//! `synchronous=FULL` (a commit is on disk when it returns) and foreign keys
+//! on, and the schema is at [`SCHEMA_VERSION`] (`PRAGMA user_version`) before
+//! anything is written. Readers open read-only and never migrate.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the first schema.
+    "
+    CREATE TABLE sessions (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at_us  INTEGER NOT NULL,
+        ended_at_us    INTEGER,
+        end_reason     TEXT,
+        identity       TEXT NOT NULL,
+        key_id         TEXT NOT NULL,
+        task           TEXT,
+        cert_serial    INTEGER NOT NULL, -- the u64 serial's bit pattern
+        ca_fingerprint TEXT NOT NULL,
+        client_addr    TEXT NOT NULL,
+        target         TEXT NOT NULL,
+        login          TEXT NOT NULL
+    );
+    CREATE INDEX sessions_identity ON sessions(identity);
+    CREATE INDEX sessions_started ON sessions(started_at_us);
+
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY,
+        session_id INTEGER REFERENCES sessions(id),
+        channel    INTEGER,
+        at_us      INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        stream     TEXT CHECK (stream IN ('stdin', 'stdout', 'stderr')),
+        data       BLOB,
+        prev_hash  BLOB NOT NULL,
+        hash       BLOB NOT NULL
+    );
+    CREATE INDEX events_session ON events(session_id, seq);
+    CREATE INDEX events_kind ON events(kind, at_us);
+
+    CREATE TABLE chain_head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash BLOB NOT NULL
+    );
+    ",
+];
+
+/// Opens (creating if needed) the store for writing and brings its schema
+/// up to date.
+pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(busy_timeout).map_err(open_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+        .map_err(open_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "cannot switch {} to WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_err)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens an existing store read-only (the reviewer commands), safe to use
+/// while a server writes.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(open_err)?;
+    let version = user_version(&conn).map_err(open_err)?;
+    if version == 0 {
+        return Err(StoreError::NotAStore(path.to_path_buf()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let start = usize::try_from(found).unwrap_or(0);
+    for step in MIGRATIONS.iter().skip(start) {
+        tx.execute_batch(step)?;
+    }
+    if found < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

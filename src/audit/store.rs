@@ -1,0 +1,174 @@
+//! `Store`: the async handle the bastion writes through.
+//!
+//! Invariant: the methods that return a committed result (`begin_session`,
+//! `record`, `end_session`, `flush`) resolve only after the writer thread has
+//! committed their batch; `chunk` only queues, but refuses at once when the
+//! store is unhealthy, and its bounded queue pushes back on a fast stream.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{Event, NewSession, Stream};
+use super::writer::{Msg, Reply, Writer};
+use super::{chain, now_us, recover, schema, SessionId, StoreError};
+
+/// Tuning of [`Store::open_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Messages the writer's queue holds before senders wait.
+    pub queue_capacity: usize,
+    /// How long a write waits for a lock held by another connection before
+    /// the batch fails (and the store turns unhealthy).
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            queue_capacity: 1024,
+            busy_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A cheap, cloneable handle to the audit store's single writer.
+#[derive(Clone, Debug)]
+pub struct Store {
+    tx: mpsc::Sender<Msg>,
+    healthy: Arc<AtomicBool>,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` with default options.
+    /// Blocking: call it before serving or from `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store: migrates the schema, ends sessions a
+    /// crash left open (reason `interrupted`), and starts the writer thread.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = schema::open_writer(&path, options.busy_timeout)?;
+        let mut head = chain::load_head(&conn)?;
+        recover::close_interrupted(&mut conn, &mut head)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let writer = Writer::new(conn, head, Arc::clone(&healthy));
+        std::thread::Builder::new()
+            .name("portcullis-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::Spawn)?;
+        Ok(Store {
+            tx,
+            healthy,
+            path: Arc::new(path),
+        })
+    }
+
+    /// The database file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// False after a failed commit, until a later commit succeeds, or once
+    /// the writer has stopped. Callers refuse new actions while false.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst) && !self.tx.is_closed()
+    }
+
+    /// Records the start of a session; committed when it returns.
+    pub async fn begin_session(&self, session: NewSession) -> Result<SessionId, StoreError> {
+        let at_us = now_us();
+        let (_, detail) = Event::SessionStart(session.clone()).encode()?;
+        self.call(|reply| Msg::Begin {
+            at_us,
+            session,
+            detail,
+            reply,
+        })
+        .await
+    }
+
+    /// Records an event; committed when it returns (write-ahead: forward the
+    /// action only after `Ok`). `session.start` / `session.end` are refused:
+    /// use [`Store::begin_session`] / [`Store::end_session`].
+    pub async fn record(
+        &self,
+        session: Option<SessionId>,
+        channel: Option<u32>,
+        event: Event,
+    ) -> Result<(), StoreError> {
+        if matches!(event, Event::SessionStart(_) | Event::SessionEnd { .. }) {
+            return Err(StoreError::ReservedKind(event.kind()));
+        }
+        let at_us = now_us();
+        let (kind, detail) = event.encode()?;
+        self.call(|reply| Msg::Record {
+            at_us,
+            session,
+            channel,
+            kind,
+            detail,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues stream bytes, timestamped now, without waiting for the commit.
+    /// Waits only while the queue is full; fails at once if unhealthy.
+    pub async fn chunk(
+        &self,
+        session: SessionId,
+        channel: u32,
+        stream: Stream,
+        data: Bytes,
+    ) -> Result<(), StoreError> {
+        if !self.healthy.load(Ordering::SeqCst) {
+            return Err(StoreError::Unhealthy);
+        }
+        let at_us = now_us();
+        self.tx
+            .send(Msg::Chunk {
+                at_us,
+                session,
+                channel,
+                stream,
+                data,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)
+    }
+
+    /// Records the end of a session; committed when it returns.
+    pub async fn end_session(&self, session: SessionId, reason: String) -> Result<(), StoreError> {
+        let at_us = now_us();
+        self.call(|reply| Msg::End {
+            at_us,
+            session,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// Resolves once everything queued before it is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|reply| Msg::Flush { reply }).await
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}

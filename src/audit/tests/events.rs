@@ -1,0 +1,135 @@
+//! Every event kind survives JSON and the store unchanged.
+
+use super::{new_session, reader, temp_store};
+use crate::audit::{Entry, Event, SessionFilter, Stream};
+
+pub(crate) fn every_kind() -> Vec<Event> {
+    vec![
+        Event::AuthAccepted {
+            key_id: "agent-7".into(),
+            serial: u64::MAX,
+            ca_fingerprint: "SHA256:x".into(),
+            principals: vec!["web1".into(), "db1".into()],
+            login: "web1".into(),
+        },
+        Event::AuthRefused {
+            login: "web1".into(),
+            key_id: None,
+            serial: Some(3),
+            ca_fingerprint: None,
+            client_addr: "127.0.0.1:1".into(),
+            reason: "certificate expired".into(),
+        },
+        Event::ExecAllowed {
+            command: "uptime".into(),
+            forced_command: Some("uptime".into()),
+        },
+        Event::ExecRefused {
+            command: "rm -rf /".into(),
+            reason: "not allowed".into(),
+        },
+        Event::RequestRefused {
+            request: "pty-req".into(),
+            reason: "no pty".into(),
+        },
+        Event::UpstreamFailed {
+            reason: "host key changed".into(),
+        },
+        Event::ExitStatus { status: 126 },
+        Event::ExitSignal {
+            signal: "KILL".into(),
+            core_dumped: true,
+        },
+        Event::SessionStart(new_session("agent-7", "web1")),
+        Event::SessionEnd {
+            reason: "grant revoked".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_event_kind_round_trips_through_json() {
+    for event in every_kind() {
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["kind"], event.kind(), "serde tag equals kind()");
+        let back: Event = serde_json::from_value(value).unwrap();
+        assert_eq!(back, event);
+        let (kind, detail) = event.encode().unwrap();
+        assert!(
+            !detail.contains("\"kind\""),
+            "detail holds only the kind's fields"
+        );
+        assert_eq!(Event::decode(kind, &detail).unwrap(), event);
+    }
+}
+
+#[test]
+fn auth_refused_fields_are_null_not_missing() {
+    let value = serde_json::to_value(&every_kind()[1]).unwrap();
+    assert!(value["key_id"].is_null() && value.get("key_id").is_some());
+}
+
+#[test]
+fn streams_parse_their_names() {
+    for s in [Stream::Stdin, Stream::Stdout, Stream::Stderr] {
+        assert_eq!(Stream::parse(s.as_str()), Some(s));
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+    }
+    assert_eq!(Stream::parse("stdio"), None);
+}
+
+#[tokio::test]
+async fn every_event_kind_round_trips_through_the_store() {
+    let (_dir, path, store) = temp_store();
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    let recordable: Vec<Event> = every_kind()
+        .into_iter()
+        .filter(|e| !matches!(e, Event::SessionStart(_) | Event::SessionEnd { .. }))
+        .collect();
+    for e in &recordable {
+        store.record(Some(sid), Some(1), e.clone()).await.unwrap();
+    }
+    store
+        .end_session(sid, "grant revoked".into())
+        .await
+        .unwrap();
+    let t = reader(&path).transcript(sid).unwrap().unwrap();
+    let got: Vec<Event> = t
+        .events
+        .iter()
+        .map(|r| match &r.entry {
+            Entry::Event(e) => e.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let mut expected = vec![Event::SessionStart(new_session("agent-7", "web1"))];
+    expected.extend(recordable);
+    expected.push(Event::SessionEnd {
+        reason: "grant revoked".into(),
+    });
+    assert_eq!(got, expected);
+    assert!(t.events.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+#[tokio::test]
+async fn refused_auths_without_a_session_are_listed() {
+    let (_dir, path, store) = temp_store();
+    let refused = every_kind()[1].clone();
+    store.record(None, None, refused.clone()).await.unwrap();
+    let r = reader(&path);
+    let list = r.list_refused_auths(None).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].session, None);
+    assert_eq!(list[0].entry, Entry::Event(refused));
+    assert!(r
+        .list_refused_auths(Some(list[0].at_us + 1))
+        .unwrap()
+        .is_empty());
+    assert!(r
+        .list_sessions(&SessionFilter::default())
+        .unwrap()
+        .is_empty());
+}

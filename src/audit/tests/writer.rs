@@ -1,0 +1,210 @@
+//! Write-ahead commits, batching and per-channel order.
+
+use bytes::Bytes;
+
+use super::{new_session, reader, temp_store, temp_store_with};
+use crate::audit::{Entry, Event, SessionFilter, StoreError, StoreOptions, Stream};
+
+#[tokio::test]
+async fn record_returns_only_after_the_row_is_visible_to_another_connection() {
+    let (_dir, path, store) = temp_store();
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    // The reader exists before any write: what it sees is what is committed.
+    let reader = reader(&path);
+    assert!(
+        reader.transcript(sid).unwrap().is_some(),
+        "begin_session is committed"
+    );
+    for i in 0..50 {
+        let command = format!("systemctl status unit-{i}");
+        store
+            .record(
+                Some(sid),
+                Some(0),
+                Event::ExecAllowed {
+                    command: command.clone(),
+                    forced_command: None,
+                },
+            )
+            .await
+            .unwrap();
+        let t = reader.transcript(sid).unwrap().unwrap();
+        let last = t.events.last().unwrap();
+        assert_eq!(
+            last.entry,
+            Entry::Event(Event::ExecAllowed {
+                command,
+                forced_command: None
+            }),
+            "row {i} visible as soon as record returned"
+        );
+    }
+    store
+        .end_session(sid, "client closed".into())
+        .await
+        .unwrap();
+    let s = &reader.list_sessions(&SessionFilter::default()).unwrap()[0];
+    assert_eq!(s.end_reason.as_deref(), Some("client closed"));
+    assert!(s.ended_at_us.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_chunks_keep_their_order_per_channel() {
+    let (_dir, path, store) = temp_store_with(StoreOptions {
+        queue_capacity: 16,
+        ..Default::default()
+    });
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    const CHANNELS: u32 = 12;
+    const CHUNKS: usize = 300;
+    let mut tasks = Vec::new();
+    for ch in 0..CHANNELS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..CHUNKS {
+                let stream = if i % 3 == 0 {
+                    Stream::Stdin
+                } else {
+                    Stream::Stdout
+                };
+                let data = Bytes::from(format!("{ch}:{i};"));
+                store.chunk(sid, ch, stream, data).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    store.flush().await.unwrap();
+    let t = reader(&path).transcript(sid).unwrap().unwrap();
+    for ch in 0..CHANNELS {
+        let rows: Vec<_> = t.events.iter().filter(|e| e.channel == Some(ch)).collect();
+        let text: String = rows
+            .iter()
+            .map(|e| match &e.entry {
+                Entry::Data { data, .. } => String::from_utf8_lossy(data).into_owned(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        let expected: String = (0..CHUNKS).map(|i| format!("{ch}:{i};")).collect();
+        assert_eq!(text, expected, "channel {ch} in order, nothing lost");
+        assert!(
+            rows.windows(2).all(|w| w[0].at_us <= w[1].at_us),
+            "timestamps ordered"
+        );
+    }
+    assert!(reader(&path).verify(None).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn events_for_unknown_or_ended_sessions_are_refused_without_harming_the_store() {
+    let (_dir, path, store) = temp_store();
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    let ghost = crate::audit::SessionId(sid.0 + 100);
+    let exit = Event::ExitStatus { status: 0 };
+    assert!(matches!(
+        store.record(Some(ghost), None, exit.clone()).await,
+        Err(StoreError::UnknownSession(s)) if s == ghost
+    ));
+    store.end_session(sid, "done".into()).await.unwrap();
+    assert!(matches!(
+        store.record(Some(sid), None, exit.clone()).await,
+        Err(StoreError::SessionEnded(_))
+    ));
+    assert!(matches!(
+        store.end_session(sid, "again".into()).await,
+        Err(StoreError::SessionEnded(_))
+    ));
+    assert!(matches!(
+        store
+            .record(
+                Some(sid),
+                None,
+                Event::SessionEnd {
+                    reason: "forged".into()
+                }
+            )
+            .await,
+        Err(StoreError::ReservedKind("session.end"))
+    ));
+    // A refused chunk is dropped, the rest of its batch commits.
+    store
+        .chunk(ghost, 0, Stream::Stdout, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    store.record(None, None, exit).await.unwrap();
+    assert!(store.is_healthy());
+    assert!(reader(&path).verify(None).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn store_handles_are_cheap_clones_of_one_writer() {
+    let (_dir, path, store) = temp_store();
+    let other = store.clone();
+    let a = store
+        .begin_session(new_session("agent-1", "web1"))
+        .await
+        .unwrap();
+    let b = other
+        .begin_session(new_session("agent-2", "db1"))
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(other.path(), path.as_path());
+    let filter = SessionFilter {
+        target: Some("db1".into()),
+        ..Default::default()
+    };
+    let found = reader(&path).list_sessions(&filter).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].identity, "agent-2");
+    assert_eq!(
+        found[0].cert_serial,
+        u64::MAX - 7,
+        "u64 serials survive storage"
+    );
+}
+
+#[tokio::test]
+async fn empty_and_binary_chunks_are_kept_exactly() {
+    let (_dir, path, store) = temp_store();
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    let binary: Vec<u8> = (0..=255).collect();
+    store
+        .chunk(sid, 3, Stream::Stderr, Bytes::new())
+        .await
+        .unwrap();
+    store
+        .chunk(sid, 3, Stream::Stdout, Bytes::from(binary.clone()))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    let t = reader(&path).transcript(sid).unwrap().unwrap();
+    assert_eq!(
+        t.events[1].entry,
+        Entry::Data {
+            stream: Stream::Stderr,
+            data: Vec::new()
+        }
+    );
+    assert_eq!(
+        t.events[2].entry,
+        Entry::Data {
+            stream: Stream::Stdout,
+            data: binary
+        }
+    );
+    assert!(reader(&path).verify(None).unwrap().is_ok());
+}

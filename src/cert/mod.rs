@@ -1,0 +1,39 @@
+//! Certificates: verifying the ones agents present, signing the ones
+//! portcullis issues (task certs and per-session upstream certs).
+
+pub mod keyfile;
+pub mod options;
+pub mod sign;
+pub mod source_address;
+pub mod verify;
+
+pub use options::CertScope;
+pub use verify::{TrustedCas, VerifiedCert};
+
+/// Why a presented certificate is refused, worded for the person at the
+/// client's terminal and for the audit row.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CertRefusal {
+    #[error("a host certificate was presented as a user certificate")]
+    HostCertificate,
+    #[error("certificate is signed by a CA that is not trusted ({0})")]
+    UntrustedCa(String),
+    #[error("certificate signature is invalid")]
+    BadSignature,
+    #[error("certificate is not yet valid (valid from {0})")]
+    NotYetValid(String),
+    #[error("certificate has expired (valid until {0})")]
+    Expired(String),
+    #[error("certificate lists no principals")]
+    NoPrincipals,
+    #[error("login \"{0}\" is not a listed principal of the certificate")]
+    WrongPrincipal(String),
+    #[error("certificate has an unknown critical option \"{0}\"")]
+    UnknownCriticalOption(String),
+    #[error("critical option {option} is invalid: {reason}")]
+    BadOption { option: String, reason: String },
+    #[error("source address {0} is not allowed by the certificate's source-address")]
+    WrongSourceAddress(String),
+    #[error("certificate has no key id naming an identity")]
+    NoKeyId,
+}

@@ -1,0 +1,279 @@
+//! The russh server handler: translates protocol callbacks into portcullis
+//! decisions and replies. Policy lives elsewhere; this file only routes.
+//!
+//! Invariant: every channel and global request is answered (success or
+//! failure), and everything the bastion does not support is refused and
+//! recorded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use russh::keys::ssh_key::Certificate;
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
+
+use super::auth::{self, AuthRefusal};
+use super::live::LiveSession;
+use super::{channel, ServerContext, SessionSlot};
+use crate::audit::Event;
+
+pub struct ConnectionHandler {
+    ctx: Arc<ServerContext>,
+    peer: Option<SocketAddr>,
+    live: SessionSlot,
+    /// Whether any certificate reached the handler on this connection.
+    saw_certificate: bool,
+}
+
+impl ConnectionHandler {
+    pub fn new(ctx: Arc<ServerContext>, peer: Option<SocketAddr>, live: SessionSlot) -> Self {
+        ConnectionHandler {
+            ctx,
+            peer,
+            live,
+            saw_certificate: false,
+        }
+    }
+
+    fn session(&self) -> Option<Arc<LiveSession>> {
+        self.live.get().cloned()
+    }
+
+    /// Records a refused request on an admitted session.
+    async fn refuse(&self, channel: Option<ChannelId>, request: &str, reason: &str) {
+        if let Some(live) = self.session() {
+            live.record_refused_request(channel, request, reason).await;
+        }
+    }
+
+    fn client_addr(&self) -> String {
+        self.peer
+            .map_or_else(|| "unknown".to_string(), |p| p.to_string())
+    }
+}
+
+const FORWARDING_LATER: &str = "port forwarding is not enabled on this bastion";
+
+impl russh::server::Handler for ConnectionHandler {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        _key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let addr = self.client_addr();
+        let refusal = if self.saw_certificate {
+            AuthRefusal::PlainKey
+        } else {
+            AuthRefusal::NoUsableCertificate
+        };
+        auth::record_refusal(&self.ctx.store, None, user, &addr, &refusal).await;
+        Ok(Auth::reject())
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        self.saw_certificate = true;
+        if self.live.get().is_some() {
+            return Ok(Auth::reject());
+        }
+        match auth::admit(&self.ctx, certificate, user, self.peer).await {
+            Ok(admitted) => {
+                let live = LiveSession::start(admitted, self.ctx.clone());
+                if self.live.set(live).is_err() {
+                    return Ok(Auth::reject());
+                }
+                Ok(Auth::Accept)
+            }
+            Err(_) => Ok(Auth::reject()),
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(live) = self.session() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(channel::serve_session_channel(
+            live,
+            channel,
+            session.handle(),
+        ));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let request = format!("direct-tcpip {host}:{port}");
+        self.refuse(None, &request, FORWARDING_LATER).await;
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let request = format!("direct-streamlocal {socket_path}");
+        self.refuse(None, &request, FORWARDING_LATER).await;
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse(None, "x11", "X11 forwarding is always refused")
+            .await;
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let reason = "interactive terminals are not enabled on this bastion";
+        self.refuse(Some(channel), "pty-req", reason).await;
+        session.channel_failure(channel)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _protocol: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse(Some(channel), "x11-req", "X11 forwarding is always refused")
+            .await;
+        session.channel_failure(channel)
+    }
+
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let reason = "agent forwarding is always refused";
+        self.refuse(Some(channel), "auth-agent-req", reason).await;
+        Ok(false)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Like sshd without AcceptEnv: ignored, not worth a record.
+        session.channel_failure(channel)
+    }
+
+    // Shell, exec and subsystem requests are answered at once; the channel's
+    // task decides, and a refusal reaches the client as one stderr line.
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let request = format!("tcpip-forward {address}:{port}");
+        self.refuse(None, &request, "remote forwarding is not allowed")
+            .await;
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let request = format!("streamlocal-forward {socket_path}");
+        self.refuse(None, &request, "remote forwarding is not allowed")
+            .await;
+        Ok(false)
+    }
+}
+
+/// A request refusal as a store event.
+pub fn refused_request(request: &str, reason: &str) -> Event {
+    Event::RequestRefused {
+        request: request.to_string(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,19 @@
+#![forbid(unsafe_code)]
+//! portcullis: a just-in-time SSH bastion for AI coding agents.
+//!
+//! An agent presents a short-lived task certificate; the bastion checks it
+//! against the policy ceiling, records every action before it reaches the
+//! target, and proxies it with a per-session upstream credential.
+
+pub mod audit;
+pub mod cert;
+pub mod clock;
+pub mod config;
+pub mod gateway;
+pub mod grant;
+pub mod policy;
+pub mod proxy;
+pub mod replay;
+pub mod scope;
+pub mod setup;
+pub mod upstream;

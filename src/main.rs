@@ -1,0 +1,178 @@
+#![forbid(unsafe_code)]
+//! portcullis: a just-in-time SSH bastion for AI coding agents.
+//! This file is CLI dispatch only: one function per subcommand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use portcullis::config::Config;
+use portcullis::{gateway, grant, policy, replay, setup};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Just-in-time SSH bastion for AI coding agents"
+)]
+struct Cli {
+    /// Config file [default: ./portcullis.toml, or $PORTCULLIS_CONFIG]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a working setup: config, host key, task CA, upstream CA, example policy
+    Init {
+        /// Directory of the setup [default: the current directory]
+        dir: Option<PathBuf>,
+    },
+    /// Run the bastion (creates the default setup beside the config when none exists)
+    Serve {
+        /// Listen here instead of the config's `listen`
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Operator side: sign a task certificate within a role
+    Grant(grant::GrantArgs),
+    /// List sessions (or refused authentications)
+    Sessions(replay::SessionsArgs),
+    /// Show a session's transcript: commands, exit codes, output, denials
+    Show {
+        session: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the tamper-evident chain of the audit log
+    Verify {
+        session: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and the policy, printing every problem with file:line
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = Config::locate(cli.config);
+    let result = match cli.command {
+        Command::Init { dir } => init(dir),
+        Command::Serve { listen } => serve(&config_path, listen),
+        Command::Grant(args) => grant(&config_path, &args),
+        Command::Sessions(args) => sessions(&config_path, &args),
+        Command::Show { session, json } => show(&config_path, session, json),
+        Command::Verify { session, json } => verify(&config_path, session, json),
+        Command::Check => check(&config_path),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `portcullis init [DIR]`
+fn init(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+    let created = setup::init(&dir)?;
+    report_created(&dir, &created);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_created(dir: &Path, created: &[PathBuf]) {
+    if created.is_empty() {
+        eprintln!(
+            "portcullis: setup in {} is complete; nothing created",
+            dir.display()
+        );
+    }
+    for path in created {
+        eprintln!("portcullis: created {}", path.display());
+    }
+}
+
+/// `portcullis serve`
+fn serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    if !config_path.exists() {
+        let dir = config_path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        eprintln!(
+            "portcullis: no config at {}; creating the default setup in {}",
+            config_path.display(),
+            std::path::absolute(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .display()
+        );
+        report_created(dir, &setup::init(dir)?);
+    }
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(gateway::serve(&config, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis grant`
+fn grant(config_path: &Path, args: &grant::GrantArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    grant::run(&config, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis sessions`
+fn sessions(config_path: &Path, args: &replay::SessionsArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    replay::sessions(&config.store, args, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis show SESSION`
+fn show(config_path: &Path, session: i64, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    replay::show(&config.store, session, json, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis verify [SESSION]`
+fn verify(config_path: &Path, session: Option<i64>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let intact = replay::verify(&config.store, session, json, &mut std::io::stdout().lock())?;
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `portcullis check`
+fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    match policy::Policy::load(&config.policy_dir) {
+        Ok(_) => {
+            println!("{}: ok", config.file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            println!("{problems}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

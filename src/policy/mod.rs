@@ -1,0 +1,98 @@
+//! The policy: targets, roles and identities read from the policy directory,
+//! and the ceiling they put over every certificate.
+//!
+//! Invariant: a loaded [`Policy`] is internally consistent. Every role names
+//! only known targets, every identity only known roles, every pattern,
+//! duration, address and name has been checked, so code that holds a
+//! `Policy` never meets a dangling reference. Anything the policy does not
+//! grant is refused ([`Policy::ceiling`] is the only way to learn what a
+//! session may do).
+
+mod ceiling;
+mod check;
+mod duration;
+mod load;
+mod pattern;
+mod raw;
+mod syntax;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use ceiling::{Ceiling, CeilingRefusal};
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use load::{PolicyError, PolicyErrors};
+pub use pattern::{is_shell_syntax, CommandPattern, PatternError, PatternSet};
+
+/// The target name reserved for the bastion's own request flow
+/// (`ssh grant@bastion request ...`); no target may take it.
+pub const RESERVED_LOGIN: &str = "grant";
+
+/// Everything in the policy directory, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub targets: BTreeMap<String, Target>,
+    pub roles: BTreeMap<String, Role>,
+    pub identities: BTreeMap<String, Identity>,
+}
+
+/// A host the bastion proxies to; its name is the login agents use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    /// `host:port`, IPv6 hosts in brackets.
+    pub address: String,
+    /// The login used on the target.
+    pub user: String,
+    /// The pinned host key as an OpenSSH public key line. `None` loads, but
+    /// the connecting code refuses a target without a pinned key.
+    pub host_key: Option<String>,
+    pub auth: UpstreamAuth,
+}
+
+/// How the bastion authenticates to a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    /// A per-session certificate from the upstream CA (the default).
+    Certificate,
+    /// A static private key file, already resolved to an absolute path.
+    KeyFile(PathBuf),
+}
+
+/// What a holder of the role may do, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub targets: Vec<String>,
+    pub exec: PatternSet,
+    /// `host:port` patterns for forwards (enforced by a later issue).
+    pub open: Vec<String>,
+    pub pty: bool,
+    /// The longest certificate lifetime this role accepts.
+    pub max_ttl: Duration,
+    pub approval: Approval,
+    /// The grant ends when its first session ends.
+    pub single_session: bool,
+}
+
+/// Whether a request for a role is signed at once or waits for an operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Approval {
+    Auto,
+    /// The safe default: a person approves each request.
+    #[default]
+    Manual,
+}
+
+/// A holder of certificates (the cert's key id) and the roles it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    /// OpenSSH public key lines; these keys may only request grants.
+    pub keys: Vec<String>,
+    pub roles: Vec<String>,
+}

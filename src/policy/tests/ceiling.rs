@@ -1,0 +1,165 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::policy::{
+    Approval, CeilingRefusal, Identity, PatternSet, Policy, Role, Target, UpstreamAuth,
+};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn role(name: &str, targets: &[&str], exec: &[&str], max_ttl: Duration) -> Role {
+    Role {
+        name: name.to_owned(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        exec: PatternSet::parse(exec).unwrap_or_default(),
+        open: Vec::new(),
+        pty: false,
+        max_ttl,
+        approval: Approval::Manual,
+        single_session: false,
+    }
+}
+
+fn target(name: &str) -> Target {
+    Target {
+        name: name.to_owned(),
+        address: "127.0.0.1:22".to_owned(),
+        user: "deploy".to_owned(),
+        host_key: None,
+        auth: UpstreamAuth::Certificate,
+    }
+}
+
+/// agent-7 holds web-restart (15m) and web-readonly (30m, pty, a forward);
+/// both reach web1. db-tunnel reaches db1 but agent-7 does not hold it.
+fn policy() -> Policy {
+    let mut readonly = role(
+        "web-readonly",
+        &["web1"],
+        &["uptime", "systemctl status *"],
+        30 * MINUTE,
+    );
+    readonly.pty = true;
+    readonly.open = vec!["127.0.0.1:8080".to_owned()];
+    let mut restart = role(
+        "web-restart",
+        &["web1"],
+        &["systemctl status *", "sudo systemctl restart nginx"],
+        15 * MINUTE,
+    );
+    restart.single_session = true;
+    let roles = [
+        restart,
+        readonly,
+        role("db-tunnel", &["db1"], &[], 60 * MINUTE),
+    ];
+    let identity = Identity {
+        name: "agent-7".to_owned(),
+        keys: Vec::new(),
+        roles: vec!["web-restart".to_owned(), "web-readonly".to_owned()],
+    };
+    Policy {
+        targets: ["web1", "db1"].map(|n| (n.to_owned(), target(n))).into(),
+        roles: roles.map(|r| (r.name.clone(), r)).into(),
+        identities: BTreeMap::from([(identity.name.clone(), identity)]),
+    }
+}
+
+#[test]
+fn ceiling_is_the_union_of_the_roles_that_reach_the_target() {
+    let ceiling = policy().ceiling("agent-7", "web1", 10 * MINUTE);
+    let Ok(ceiling) = ceiling else {
+        panic!("expected a ceiling, got {ceiling:?}");
+    };
+    assert_eq!(ceiling.target.name, "web1");
+    assert_eq!(ceiling.roles, ["web-restart", "web-readonly"]);
+    assert_eq!(
+        ceiling.exec.to_strings(),
+        [
+            "systemctl status *",
+            "sudo systemctl restart nginx",
+            "uptime"
+        ]
+    );
+    assert_eq!(ceiling.open, ["127.0.0.1:8080"]);
+    assert!(ceiling.pty);
+    assert!(ceiling.single_session);
+}
+
+#[test]
+fn roles_whose_max_ttl_is_shorter_than_the_cert_do_not_count() {
+    let ceiling = policy().ceiling("agent-7", "web1", 20 * MINUTE);
+    let Ok(ceiling) = ceiling else {
+        panic!("expected a ceiling, got {ceiling:?}");
+    };
+    assert_eq!(ceiling.roles, ["web-readonly"]);
+    assert!(!ceiling.exec.matches_any("sudo systemctl restart nginx"));
+    assert!(!ceiling.single_session);
+}
+
+#[test]
+fn a_lifetime_equal_to_max_ttl_is_allowed() {
+    assert!(policy().ceiling("agent-7", "web1", 30 * MINUTE).is_ok());
+}
+
+#[test]
+fn unknown_identity_is_refused() {
+    let refusal = policy().ceiling("agent-9", "web1", MINUTE);
+    assert_eq!(
+        refusal,
+        Err(CeilingRefusal::UnknownIdentity("agent-9".into()))
+    );
+    assert_eq!(
+        refusal.err().map(|r| r.to_string()).as_deref(),
+        Some("identity \"agent-9\" is not in the policy")
+    );
+}
+
+#[test]
+fn unknown_target_is_refused() {
+    let refusal = policy().ceiling("agent-7", "web9", MINUTE);
+    assert_eq!(refusal, Err(CeilingRefusal::UnknownTarget("web9".into())));
+    assert_eq!(
+        refusal.err().map(|r| r.to_string()).as_deref(),
+        Some("target \"web9\" is not in the policy")
+    );
+}
+
+#[test]
+fn target_outside_the_identitys_roles_is_refused() {
+    let refusal = policy().ceiling("agent-7", "db1", MINUTE);
+    assert_eq!(
+        refusal.err().map(|r| r.to_string()).as_deref(),
+        Some("identity \"agent-7\" holds no role that reaches target \"db1\"")
+    );
+}
+
+#[test]
+fn lifetime_longer_than_every_max_ttl_is_refused() {
+    let refusal = policy().ceiling("agent-7", "web1", 2 * 60 * MINUTE);
+    assert_eq!(
+        refusal,
+        Err(CeilingRefusal::LifetimeExceedsMaxTtl {
+            lifetime: 2 * 60 * MINUTE,
+            max_ttl: 30 * MINUTE,
+            roles: vec!["web-readonly".into()],
+        })
+    );
+    assert_eq!(
+        refusal.err().map(|r| r.to_string()).as_deref(),
+        Some("certificate lifetime 2h exceeds max_ttl 30m of role web-readonly")
+    );
+}
+
+#[test]
+fn lifetime_refusal_names_every_role_with_the_largest_max_ttl() {
+    let mut policy = policy();
+    if let Some(restart) = policy.roles.get_mut("web-restart") {
+        restart.max_ttl = 30 * MINUTE;
+    }
+    let refusal = policy.ceiling("agent-7", "web1", 60 * MINUTE);
+    assert_eq!(
+        refusal.err().map(|r| r.to_string()).as_deref(),
+        Some("certificate lifetime 1h exceeds max_ttl 30m of roles web-restart, web-readonly")
+    );
+}

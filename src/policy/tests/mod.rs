@@ -1,0 +1,8 @@
+//! Behaviour tests for the policy module, written against its public API.
+
+mod ceiling;
+mod duration;
+mod example;
+mod load;
+mod pattern;
+mod pattern_props;

@@ -1,0 +1,33 @@
+//! The write-ahead gate: the only way to turn a decision into something the
+//! upstream side accepts is to commit it to the store first.
+
+use russh::ChannelId;
+
+use crate::audit::{Event, StoreError};
+use crate::gateway::live::LiveSession;
+use crate::scope::ExecDecision;
+
+/// An action committed to the store; holding one is the licence to forward it.
+pub struct Recorded<T> {
+    action: T,
+}
+
+impl<T> Recorded<T> {
+    pub fn action(&self) -> &T {
+        &self.action
+    }
+}
+
+/// Commits `decision` (SPEC guarantee 2: before it reaches the target).
+pub async fn record_exec(
+    live: &LiveSession,
+    channel: ChannelId,
+    decision: ExecDecision,
+) -> Result<Recorded<ExecDecision>, StoreError> {
+    let event = Event::ExecAllowed {
+        command: decision.requested().to_string(),
+        forced_command: decision.is_forced().then(|| decision.run().to_string()),
+    };
+    live.record(Some(channel), event).await?;
+    Ok(Recorded { action: decision })
+}

@@ -1,0 +1,153 @@
+//! The `--json` forms of `sessions`, `show` and `verify`.
+//!
+//! Invariant: the shapes are exactly those fixed in design/interfaces.md
+//! (tests and tools rely on them): a session object, and an event object of
+//! `seq`, `at`, `offset_us`, `channel`, `kind` and the kind's own fields;
+//! times are RFC 3339 UTC with microseconds. `session.start` is the
+//! `session` object, not an entry of `events`.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::audit::{
+    Entry, Event, EventRecord, SessionId, SessionRecord, Stream, Transcript, VerifyReport,
+};
+
+use super::time::rfc3339_us;
+
+#[derive(Serialize)]
+struct SessionJson<'a> {
+    id: SessionId,
+    identity: &'a str,
+    key_id: &'a str,
+    task: Option<&'a str>,
+    target: &'a str,
+    login: &'a str,
+    cert_serial: u64,
+    ca_fingerprint: &'a str,
+    client_addr: &'a str,
+    started_at: String,
+    ended_at: Option<String>,
+    end_reason: Option<&'a str>,
+}
+
+impl<'a> SessionJson<'a> {
+    fn new(s: &'a SessionRecord) -> Self {
+        SessionJson {
+            id: s.id,
+            identity: &s.identity,
+            key_id: &s.key_id,
+            task: s.task.as_deref(),
+            target: &s.target,
+            login: &s.login,
+            cert_serial: s.cert_serial,
+            ca_fingerprint: &s.ca_fingerprint,
+            client_addr: &s.client_addr,
+            started_at: rfc3339_us(s.started_at_us),
+            ended_at: s.ended_at_us.map(rfc3339_us),
+            end_reason: s.end_reason.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    seq: i64,
+    /// Present (as `null`) only in the refused-authentication list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<Option<SessionId>>,
+    at: String,
+    offset_us: Option<i64>,
+    channel: Option<u32>,
+    #[serde(flatten)]
+    body: Body<'a>,
+}
+
+/// The `kind` and the kind's own fields.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Event(&'a Event),
+    Data {
+        kind: &'static str,
+        stream: Stream,
+        len: usize,
+        text: String,
+    },
+    Unparsed {
+        kind: &'a str,
+        detail: &'a str,
+    },
+}
+
+fn event_json(e: &EventRecord, start_us: Option<i64>) -> EventJson<'_> {
+    let body = match &e.entry {
+        Entry::Event(event) => Body::Event(event),
+        Entry::Data { stream, data } => Body::Data {
+            kind: "data",
+            stream: *stream,
+            len: data.len(),
+            text: String::from_utf8_lossy(data).into_owned(),
+        },
+        Entry::Unparsed { kind, detail } => Body::Unparsed { kind, detail },
+    };
+    EventJson {
+        seq: e.seq,
+        session: None,
+        at: rfc3339_us(e.at_us),
+        offset_us: start_us.map(|start| e.at_us.saturating_sub(start)),
+        channel: e.channel,
+        body,
+    }
+}
+
+/// `sessions --json`: an array of session objects.
+pub fn write_sessions_json(sessions: &[SessionRecord], out: &mut dyn Write) -> io::Result<()> {
+    let list: Vec<SessionJson<'_>> = sessions.iter().map(SessionJson::new).collect();
+    write_json(&list, out)
+}
+
+/// `sessions --refused --json`: an array of `auth.refused` events, each with
+/// `"session": null` (and `offset_us` null: there is no session to measure
+/// from).
+pub fn write_refused_json(events: &[EventRecord], out: &mut dyn Write) -> io::Result<()> {
+    let list: Vec<EventJson<'_>> = events
+        .iter()
+        .map(|e| EventJson {
+            session: Some(e.session),
+            ..event_json(e, None)
+        })
+        .collect();
+    write_json(&list, out)
+}
+
+/// `show ID --json`: `{"session": {...}, "events": [...]}`.
+pub fn write_show_json(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Show<'a> {
+        session: SessionJson<'a>,
+        events: Vec<EventJson<'a>>,
+    }
+    let start = t.session.started_at_us;
+    let show = Show {
+        session: SessionJson::new(&t.session),
+        events: t
+            .events
+            .iter()
+            .filter(|e| !matches!(e.entry, Entry::Event(Event::SessionStart(_))))
+            .map(|e| event_json(e, Some(start)))
+            .collect(),
+    };
+    write_json(&show, out)
+}
+
+/// `verify --json`: the report as is.
+pub fn write_verify_json(report: &VerifyReport, out: &mut dyn Write) -> io::Result<()> {
+    write_json(report, out)
+}
+
+fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
+    writeln!(out)
+}

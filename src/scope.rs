@@ -1,0 +1,115 @@
+//! The effective scope of a session: the certificate's scope ∩ the policy
+//! ceiling of the identity's roles.
+//!
+//! Invariant: an [`ExecDecision`] can only be made here, and only for a
+//! command both the certificate and the policy allow; proxy code needs one
+//! to run anything upstream.
+
+use crate::cert::VerifiedCert;
+use crate::policy::{Ceiling, PatternSet, Target};
+
+/// Longest command accepted, in bytes: no real command needs more, and a
+/// bound keeps matching and recording cheap.
+pub const MAX_COMMAND_LEN: usize = 32 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Scope {
+    target: Target,
+    identity: String,
+    cert_exec: Option<PatternSet>,
+    role_exec: PatternSet,
+    force_command: Option<String>,
+}
+
+/// A command that may run upstream: `run` is what the target executes
+/// (the forced command when the cert has one), `requested` what the client sent.
+#[derive(Debug, Clone)]
+pub struct ExecDecision {
+    requested: String,
+    run: String,
+}
+
+impl ExecDecision {
+    pub fn requested(&self) -> &str {
+        &self.requested
+    }
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+    pub fn is_forced(&self) -> bool {
+        self.requested != self.run
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecRefusal {
+    #[error("command is not valid UTF-8")]
+    NotUtf8,
+    #[error("command is longer than {MAX_COMMAND_LEN} bytes")]
+    TooLong,
+    #[error("command {0} is not allowed by the certificate's exec@portcullis")]
+    NotInCert(String),
+    #[error(
+        "command {command} is not allowed by the policy for identity {identity} on target {target}"
+    )]
+    NotInPolicy {
+        command: String,
+        identity: String,
+        target: String,
+    },
+}
+
+impl Scope {
+    pub fn new(cert: &VerifiedCert, ceiling: Ceiling) -> Scope {
+        Scope {
+            target: ceiling.target,
+            identity: cert.key_id.clone(),
+            cert_exec: cert.scope.exec.clone(),
+            role_exec: ceiling.exec,
+            force_command: cert.scope.force_command.clone(),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Decides whether the exec request `raw` may run.
+    pub fn authorize_exec(&self, raw: &[u8]) -> Result<ExecDecision, ExecRefusal> {
+        if raw.len() > MAX_COMMAND_LEN {
+            return Err(ExecRefusal::TooLong);
+        }
+        let requested = std::str::from_utf8(raw).map_err(|_| ExecRefusal::NotUtf8)?;
+        // OpenSSH's force-command: the client's command is replaced, and the
+        // replacement must itself be within scope.
+        let run = self.force_command.as_deref().unwrap_or(requested);
+        if let Some(cert_exec) = &self.cert_exec {
+            if !cert_exec.matches_any(run) {
+                return Err(ExecRefusal::NotInCert(shown(run)));
+            }
+        }
+        if !self.role_exec.matches_any(run) {
+            return Err(ExecRefusal::NotInPolicy {
+                command: shown(run),
+                identity: self.identity.clone(),
+                target: self.target.name.clone(),
+            });
+        }
+        Ok(ExecDecision {
+            requested: requested.to_string(),
+            run: run.to_string(),
+        })
+    }
+}
+
+/// A command quoted for a one-line message: escaped, and cut to a length a
+/// terminal line can hold.
+fn shown(command: &str) -> String {
+    const MAX_SHOWN: usize = 200;
+    let quoted = format!("{command:?}");
+    if quoted.chars().count() <= MAX_SHOWN {
+        return quoted;
+    }
+    let cut: String = quoted.chars().take(MAX_SHOWN).collect();
+    format!("{cut}...")
+}
