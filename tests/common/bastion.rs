@@ -1,0 +1,322 @@
+//! The bastion.
+
+use super::*;
+
+/// A `portcullis serve` set up by `portcullis init` in a fresh directory,
+/// with the policy of a [`Setup`] and its targets running.
+pub struct Bastion {
+    pub port: u16,
+    pub config: PathBuf,
+    pub log_path: PathBuf,
+    targets: Vec<Target>,
+    daemon: Option<Daemon>,
+    keys_made: Cell<u32>,
+    dir: TempDir,
+}
+
+impl Bastion {
+    pub fn start(setup: Setup) -> Bastion {
+        let dir = tempdir();
+        let root = dir.path();
+        run_ok(
+            Command::new(bin())
+                .arg("init")
+                .arg(root)
+                .current_dir(root)
+                .env_remove("PORTCULLIS_CONFIG"),
+            "portcullis init",
+        );
+        let config = root.join("portcullis.toml");
+        assert!(
+            config.exists(),
+            "portcullis init wrote no {}",
+            config.display()
+        );
+        if !setup.trusted_ca_files.is_empty() {
+            trust_cas(root, &config, &setup.trusted_ca_files);
+        }
+
+        let upstream_ca_pub = root.join("ca/upstream_ca.pub");
+        assert!(
+            upstream_ca_pub.exists(),
+            "portcullis init wrote no {}",
+            upstream_ca_pub.display()
+        );
+        let targets: Vec<Target> = setup
+            .targets
+            .iter()
+            .map(|name| Target::start(name, &upstream_ca_pub))
+            .collect();
+        write_policy(&root.join("policy"), &setup, &targets);
+
+        fs::create_dir_all(root.join("agents")).expect("create agents dir");
+        let log_path = root.join("serve.log");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut daemon = Daemon::spawn(
+                Command::new(bin())
+                    .arg("serve")
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .current_dir(root)
+                    .env_remove("PORTCULLIS_CONFIG")
+                    .env("RUST_BACKTRACE", "1"),
+                &log_path,
+            );
+            match daemon.wait_listening(port) {
+                Ok(()) => {
+                    return Bastion {
+                        port,
+                        config,
+                        log_path,
+                        targets,
+                        daemon: Some(daemon),
+                        keys_made: Cell::new(0),
+                        dir,
+                    }
+                }
+                Err(failure) if failure.lost_port_race(&log_path) => continue,
+                Err(failure) => panic!(
+                    "portcullis serve did not accept connections on 127.0.0.1:{port} ({failure:?})\n--- serve log\n{}",
+                    tail(&log_path, 80)
+                ),
+            }
+        }
+        panic!("portcullis serve: no free port after 5 tries")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The bastion's host key, as the agent pins it.
+    pub fn host_key(&self) -> String {
+        pub_key_line(&self.dir().join("hostkeys/ssh_host_ed25519_key.pub"))
+    }
+
+    /// The task CA's private key (it signs agents' certificates).
+    pub fn task_ca(&self) -> PathBuf {
+        self.dir().join("ca/task_ca")
+    }
+
+    /// The upstream CA's public key (the targets' sshd trusts it).
+    pub fn upstream_ca_pub(&self) -> PathBuf {
+        self.dir().join("ca/upstream_ca.pub")
+    }
+
+    pub fn target(&self, name: &str) -> &Target {
+        self.targets
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no target {name} in this setup"))
+    }
+
+    pub fn target_mut(&mut self, name: &str) -> &mut Target {
+        self.targets
+            .iter_mut()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no target {name} in this setup"))
+    }
+
+    /// What `serve` printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs `portcullis SUBCOMMAND --config C ARGS...` and returns its output
+    /// whatever its status.
+    pub fn cli(&self, subcommand: &str, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg(subcommand)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir())
+            .env_remove("PORTCULLIS_CONFIG")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run portcullis {subcommand}: {e}"))
+    }
+
+    /// Like [`Bastion::cli`], panicking with the output unless it succeeded.
+    pub fn cli_ok(&self, subcommand: &str, args: &[&str]) -> Output {
+        let out = self.cli(subcommand, args);
+        if !out.status.success() {
+            panic!(
+                "portcullis {subcommand} {args:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+
+    /// A fresh client key pair in this setup's `agents/` directory.
+    pub fn new_key(&self) -> AgentKey {
+        let n = self.keys_made.get() + 1;
+        self.keys_made.set(n);
+        AgentKey::generate(&self.dir().join("agents"), &format!("key{n}"))
+    }
+
+    /// An agent with a fresh key and a cert from `portcullis grant` for the
+    /// standard identity and role (ttl 10m, task `T-1`), logging in to the
+    /// standard target.
+    pub fn granted_agent(&self) -> Agent<'_> {
+        let key = self.new_key();
+        let cert = grant(self, AGENT, ROLE, "10m", &key, Some("T-1"));
+        Agent {
+            bastion: self,
+            key,
+            cert: Some(cert),
+            login: TARGET.to_string(),
+            via_ssh_agent: false,
+        }
+    }
+
+    /// An agent with a fresh key and a cert signed by `ssh-keygen -s`.
+    pub fn signed_agent(&self, ca_private_key: &Path, spec: &CertSpec) -> Agent<'_> {
+        let key = self.new_key();
+        let cert = spec.sign(ca_private_key, &key);
+        Agent {
+            bastion: self,
+            key,
+            cert: Some(cert),
+            login: TARGET.to_string(),
+            via_ssh_agent: false,
+        }
+    }
+
+    /// An agent with a fresh key and no certificate at all.
+    pub fn agent_without_cert(&self) -> Agent<'_> {
+        Agent {
+            bastion: self,
+            key: self.new_key(),
+            cert: None,
+            login: TARGET.to_string(),
+            via_ssh_agent: false,
+        }
+    }
+}
+
+impl Drop for Bastion {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            daemon.stop();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "--- portcullis serve log (port {}, dir {})\n{}",
+                self.port,
+                self.dir().display(),
+                tail(&self.log_path, 120)
+            );
+        }
+    }
+}
+
+/// Lists the given CA public keys under `[ca] trusted` in portcullis.toml,
+/// as copies inside the setup directory (paths relative to the config).
+pub fn trust_cas(root: &Path, config: &Path, files: &[PathBuf]) {
+    let mut names = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let name = format!("ca/trusted_{i}.pub");
+        fs::copy(file, root.join(&name)).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
+        names.push(name);
+    }
+    let text = fs::read_to_string(config).expect("read portcullis.toml");
+    let line = format!("trusted = {}", toml_list(&names));
+    let mut found = false;
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("trusted") && l.contains('=') {
+                found = true;
+                line.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        let ca = out
+            .iter()
+            .position(|l| l.trim() == "[ca]")
+            .unwrap_or_else(|| panic!("portcullis.toml has no [ca] table:\n{text}"));
+        out.insert(ca + 1, line);
+    }
+    fs::write(config, out.join("\n") + "\n").expect("write portcullis.toml");
+}
+
+pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
+    fs::create_dir_all(dir).expect("create policy dir");
+    let user = whoami();
+    let mut t = String::new();
+    for target in targets {
+        t += &format!(
+            "[targets.{}]\naddress = {}\nuser = {}\nhost_key = {}\nauth = \"certificate\"\n\n",
+            toml_str(&target.name),
+            toml_str(&format!("127.0.0.1:{}", target.port)),
+            toml_str(&user),
+            toml_str(&target.host_key)
+        );
+    }
+    let mut r = String::new();
+    for (name, role) in &setup.roles {
+        r += &format!(
+            "[roles.{}]\ntargets = {}\nexec = {}\nopen = {}\npty = {}\nmax_ttl = {}\napproval = {}\nsingle_session = {}\n\n",
+            toml_str(name),
+            toml_list(&role.targets),
+            toml_list(&role.exec),
+            toml_list(&role.open),
+            role.pty,
+            toml_str(&role.max_ttl),
+            toml_str(&role.approval),
+            role.single_session
+        );
+    }
+    let mut i = String::new();
+    for (name, roles) in &setup.identities {
+        i += &format!(
+            "[identities.{}]\nkeys = []\nroles = {}\n\n",
+            toml_str(name),
+            toml_list(roles)
+        );
+    }
+    fs::write(dir.join("targets.toml"), t).expect("write targets.toml");
+    fs::write(dir.join("roles.toml"), r).expect("write roles.toml");
+    fs::write(dir.join("identities.toml"), i).expect("write identities.toml");
+}
+
+/// `portcullis grant`: signs a task cert for `key` and returns its path.
+pub fn grant(
+    bastion: &Bastion,
+    identity: &str,
+    role: &str,
+    ttl: &str,
+    key: &AgentKey,
+    task: Option<&str>,
+) -> PathBuf {
+    let pubkey = key.public.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--identity",
+        identity,
+        "--role",
+        role,
+        "--ttl",
+        ttl,
+        "--pubkey",
+        &pubkey,
+    ];
+    if let Some(task) = task {
+        args.extend(["--task", task]);
+    }
+    bastion.cli_ok("grant", &args);
+    let cert = key.cert_path();
+    assert!(
+        cert.exists(),
+        "portcullis grant wrote no {}",
+        cert.display()
+    );
+    cert
+}

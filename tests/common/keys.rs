@@ -1,0 +1,174 @@
+//! Keys and certificates.
+
+use super::*;
+
+/// A client key pair made by `ssh-keygen`: `DIR/NAME` and `DIR/NAME.pub`.
+/// A certificate for it lands in `DIR/NAME-cert.pub`, which `ssh` also picks
+/// up by itself: one key, one certificate.
+pub struct AgentKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl AgentKey {
+    pub fn generate(dir: &Path, name: &str) -> AgentKey {
+        let private = dir.join(name);
+        run_ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&private),
+            "ssh-keygen (agent key)",
+        );
+        AgentKey {
+            public: private.with_extension("pub"),
+            private,
+        }
+    }
+
+    /// Where `grant` and `ssh-keygen -s` write this key's certificate.
+    pub fn cert_path(&self) -> PathBuf {
+        let mut name = self
+            .private
+            .file_name()
+            .expect("key file name")
+            .to_os_string();
+        name.push("-cert.pub");
+        self.private.with_file_name(name)
+    }
+}
+
+/// A CA key pair of its own: a CA the bastion trusts through `[ca] trusted`
+/// (see [`Setup::trusted_ca_file`]) or one it has never heard of.
+pub struct CaKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+    _dir: TempDir,
+}
+
+impl CaKey {
+    pub fn generate(name: &str) -> CaKey {
+        let dir = tempdir();
+        let key = AgentKey::generate(dir.path(), name);
+        CaKey {
+            private: key.private,
+            public: key.public,
+            _dir: dir,
+        }
+    }
+}
+
+/// Signs `pubkey` with `ssh-keygen -s` and returns the certificate path.
+///
+/// `validity` is ssh-keygen's `-V` (`"-5m:+10m"`, `"+1h"`: note that
+/// ssh-keygen backdates a lone `+T` by a minute). The certificate starts from
+/// `-O clear` (no extensions) and gets exactly `options`, each one `-O`
+/// argument: `critical:exec@portcullis=["uptime"]`, `source-address=10.0.0.1/32`,
+/// `force-command=...`, `extension:permit-pty`, ... An empty `principals`
+/// list signs a certificate without principals.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_with_ssh_keygen(
+    ca_private_key: &Path,
+    pubkey: &Path,
+    key_id: &str,
+    principals: &[&str],
+    validity: &str,
+    options: &[&str],
+    host_cert: bool,
+    serial: u64,
+) -> PathBuf {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.arg("-q")
+        .arg("-s")
+        .arg(ca_private_key)
+        .args(["-I", key_id]);
+    if !principals.is_empty() {
+        cmd.args(["-n", &principals.join(",")]);
+    }
+    cmd.args(["-V", validity, "-z", &serial.to_string()]);
+    if host_cert {
+        cmd.arg("-h");
+    }
+    cmd.args(["-O", "clear"]);
+    for option in options {
+        cmd.args(["-O", option]);
+    }
+    cmd.arg(pubkey);
+    run_ok(&mut cmd, "ssh-keygen -s");
+    let pubkey = pubkey.to_string_lossy();
+    let cert = PathBuf::from(format!(
+        "{}-cert.pub",
+        pubkey.strip_suffix(".pub").unwrap_or(&pubkey)
+    ));
+    assert!(cert.exists(), "ssh-keygen -s wrote no {}", cert.display());
+    cert
+}
+
+/// What a certificate signed with `ssh-keygen` says; defaults to a valid
+/// user certificate for the standard identity and target.
+#[derive(Clone, Debug)]
+pub struct CertSpec {
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub validity: String,
+    pub options: Vec<String>,
+    pub host_cert: bool,
+    pub serial: u64,
+}
+
+impl CertSpec {
+    pub fn standard() -> CertSpec {
+        CertSpec {
+            key_id: AGENT.to_string(),
+            principals: vec![TARGET.to_string()],
+            validity: "-1m:+10m".to_string(),
+            options: Vec::new(),
+            host_cert: false,
+            serial: 1,
+        }
+    }
+    pub fn key_id(mut self, key_id: &str) -> Self {
+        self.key_id = key_id.to_string();
+        self
+    }
+    pub fn principals(mut self, principals: &[&str]) -> Self {
+        self.principals = principals.iter().map(|p| p.to_string()).collect();
+        self
+    }
+    pub fn validity(mut self, validity: &str) -> Self {
+        self.validity = validity.to_string();
+        self
+    }
+    /// One more `-O` option.
+    pub fn option(mut self, option: &str) -> Self {
+        self.options.push(option.to_string());
+        self
+    }
+    /// `critical:exec@portcullis=<JSON array of patterns>`.
+    pub fn exec(self, patterns: &[&str]) -> Self {
+        let json = serde_json::to_string(patterns).expect("patterns to JSON");
+        self.option(&format!("critical:exec@portcullis={json}"))
+    }
+    pub fn host_cert(mut self) -> Self {
+        self.host_cert = true;
+        self
+    }
+    pub fn serial(mut self, serial: u64) -> Self {
+        self.serial = serial;
+        self
+    }
+
+    pub fn sign(&self, ca_private_key: &Path, key: &AgentKey) -> PathBuf {
+        let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
+        let options: Vec<&str> = self.options.iter().map(String::as_str).collect();
+        sign_with_ssh_keygen(
+            ca_private_key,
+            &key.public,
+            &self.key_id,
+            &principals,
+            &self.validity,
+            &options,
+            self.host_cert,
+            self.serial,
+        )
+    }
+}

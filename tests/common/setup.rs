@@ -1,0 +1,126 @@
+//! The policy a bastion starts with.
+
+use super::*;
+
+/// A role in roles.toml.
+#[derive(Clone, Debug)]
+pub struct Role {
+    pub targets: Vec<String>,
+    pub exec: Vec<String>,
+    pub open: Vec<String>,
+    pub pty: bool,
+    pub max_ttl: String,
+    pub approval: String,
+    pub single_session: bool,
+}
+
+impl Role {
+    /// A role on these targets that allows nothing yet; max_ttl 15m, auto approval.
+    pub fn on(targets: &[&str]) -> Role {
+        Role {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            exec: Vec::new(),
+            open: Vec::new(),
+            pty: false,
+            max_ttl: "15m".to_string(),
+            approval: "auto".to_string(),
+            single_session: false,
+        }
+    }
+    pub fn exec(mut self, patterns: &[&str]) -> Self {
+        self.exec.extend(patterns.iter().map(|p| p.to_string()));
+        self
+    }
+    pub fn max_ttl(mut self, ttl: &str) -> Self {
+        self.max_ttl = ttl.to_string();
+        self
+    }
+    pub fn pty(mut self, pty: bool) -> Self {
+        self.pty = pty;
+        self
+    }
+    pub fn single_session(mut self, single: bool) -> Self {
+        self.single_session = single;
+        self
+    }
+}
+
+/// What a bastion starts with: its targets (each a real sshd), the roles and
+/// identities of its policy, and further trusted CA public key files.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub targets: Vec<String>,
+    pub roles: Vec<(String, Role)>,
+    pub identities: Vec<(String, Vec<String>)>,
+    pub trusted_ca_files: Vec<PathBuf>,
+}
+
+impl Setup {
+    /// The world most tests share: target `web1`, role `ops` on it allowing
+    /// [`STANDARD_EXEC`] with max_ttl 15m, identity `agent-7` holding `ops`.
+    pub fn standard() -> Setup {
+        Setup::empty()
+            .target(TARGET)
+            .role(ROLE, Role::on(&[TARGET]).exec(STANDARD_EXEC))
+            .identity(AGENT, &[ROLE])
+    }
+
+    pub fn empty() -> Setup {
+        Setup::default()
+    }
+
+    /// A target backed by a fresh sshd.
+    pub fn target(mut self, name: &str) -> Self {
+        self.targets.push(name.to_string());
+        self
+    }
+
+    /// Adds the role, or replaces the one of the same name.
+    pub fn role(mut self, name: &str, role: Role) -> Self {
+        self.roles.retain(|(n, _)| n != name);
+        self.roles.push((name.to_string(), role));
+        self
+    }
+
+    /// Further command patterns for the standard role.
+    pub fn allow(mut self, patterns: &[&str]) -> Self {
+        let (_, role) = self
+            .roles
+            .iter_mut()
+            .find(|(n, _)| n == ROLE)
+            .expect("Setup::allow needs the standard role");
+        role.exec.extend(patterns.iter().map(|p| p.to_string()));
+        self
+    }
+
+    pub fn identity(mut self, name: &str, roles: &[&str]) -> Self {
+        self.identities.retain(|(n, _)| n != name);
+        self.identities.push((
+            name.to_string(),
+            roles.iter().map(|r| r.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// A CA public key file to list under `[ca] trusted` (copied into the setup dir).
+    pub fn trusted_ca_file(mut self, path: &Path) -> Self {
+        self.trusted_ca_files.push(path.to_path_buf());
+        self
+    }
+}
+
+/// A TOML basic string: JSON's escapes are a subset of TOML's.
+pub fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string to JSON")
+}
+
+pub fn toml_list(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|s| toml_str(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
