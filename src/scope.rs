@@ -19,6 +19,8 @@ pub struct Scope {
     cert_exec: Option<PatternSet>,
     role_exec: PatternSet,
     force_command: Option<String>,
+    /// Interactive terminals: the cert's `permit-pty` and a role's `pty`.
+    pty: bool,
 }
 
 /// A command that may run upstream: `run` is what the target executes
@@ -67,11 +69,17 @@ impl Scope {
             cert_exec: cert.scope.exec.clone(),
             role_exec: ceiling.exec,
             force_command: cert.scope.force_command.clone(),
+            pty: cert.scope.permit_pty && ceiling.pty,
         }
     }
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// Whether a PTY may be requested (both the cert and the policy grant it).
+    pub fn allows_pty(&self) -> bool {
+        self.pty
     }
 
     /// Decides whether the exec request `raw` may run.

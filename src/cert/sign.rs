@@ -107,10 +107,17 @@ pub const UPSTREAM_CERT_LIFETIME_SECS: u64 = 300;
 /// Tolerated clock skew between the bastion and its targets.
 const UPSTREAM_CLOCK_SKEW_SECS: u64 = 60;
 
+/// What the upstream cert lets the bastion do on the target beyond exec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamGrants {
+    pub pty: bool,
+}
+
 pub fn issue_upstream_credential(
     ca: &PrivateKey,
     user: &str,
     key_id: &str,
+    grants: UpstreamGrants,
     now: u64,
 ) -> Result<UpstreamCredential, SignError> {
     let key = keyfile::generate_ed25519()?;
@@ -127,6 +134,11 @@ pub fn issue_upstream_credential(
         .and_then(|b| b.key_id(key_id.to_string()))
         .and_then(|b| b.valid_principal(user.to_string()))
         .map_err(sign_error)?;
+    // sshd grants nothing a cert does not list: the target allocates a PTY
+    // only for sessions whose scope allows one.
+    if grants.pty {
+        builder.extension(PERMIT_PTY, "").map_err(sign_error)?;
+    }
     let cert = builder.sign(ca).map_err(sign_error)?;
     Ok(UpstreamCredential { key, cert })
 }

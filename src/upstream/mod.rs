@@ -137,6 +137,9 @@ impl Upstream {
                     &authority.ca,
                     &target.user,
                     &key_id,
+                    sign::UpstreamGrants {
+                        pty: session.scope().allows_pty(),
+                    },
                     clock::now_unix(),
                 )
                 .map_err(|e| UpstreamError::Credential {
