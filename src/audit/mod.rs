@@ -37,7 +37,6 @@ mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use event::{Event, NewSession, Stream};
 pub use query::{Entry, EventRecord, Reader, SessionFilter, SessionRecord, Transcript};
@@ -88,11 +87,4 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
 }
 
-/// The one clock of the audit log: microseconds since the Unix epoch.
-pub fn now_us() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        // A clock before 1970 is a broken clock; record it as the epoch.
-        Err(_) => 0,
-    }
-}
+pub use crate::clock::now_us;
