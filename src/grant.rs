@@ -13,6 +13,7 @@ use crate::cert::keyfile;
 use crate::cert::sign::{sign_task_cert, TaskCertSpec};
 use crate::clock;
 use crate::config::Config;
+use crate::grants::{admin, GrantScope, GrantsDb, IssuedGrant};
 use crate::policy::{self, Policy};
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +77,28 @@ pub fn run(config: &Config, args: &GrantArgs) -> anyhow::Result<()> {
     let cert = sign_task_cert(&ca, &subject, &spec)?;
     let out = cert_path(&args.pubkey);
     let text = cert.to_openssh().context("encoding the certificate")?;
+    // Every issued cert is on record before it is handed out.
+    let grants = GrantsDb::open(&config.store)
+        .with_context(|| format!("opening the grants tables in {}", config.store.display()))?;
+    grants.record_grant(&IssuedGrant {
+        serial: cert.serial(),
+        request_id: None,
+        identity: identity.name.clone(),
+        role: role.name.clone(),
+        task: args.task.clone(),
+        reason: None,
+        scope: GrantScope {
+            targets: spec.principals.clone(),
+            exec: spec.exec.clone(),
+            open: spec.open.clone(),
+            pty: spec.permit_pty,
+            ttl_secs: ttl.as_secs(),
+        },
+        valid_after: spec.valid_after,
+        valid_before: spec.valid_before,
+        approver: admin::operator(),
+        cert: text.clone(),
+    })?;
     keyfile::write_file(&out, format!("{text}\n").as_bytes(), 0o644)?;
     println!("{}", out.display());
     eprintln!(

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod grant;
+pub mod grants;
 pub mod policy;
 pub mod proxy;
 pub mod replay;

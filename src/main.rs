@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use portcullis::config::Config;
-use portcullis::{gateway, grant, policy, replay, setup};
+use portcullis::grants::RevokeSelector;
+use portcullis::{gateway, grant, grants, policy, replay, setup};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,23 @@ enum Command {
     },
     /// Operator side: sign a task certificate within a role
     Grant(grant::GrantArgs),
+    /// List grant requests (pending ones unless --all)
+    Requests {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending grant request
+    Approve { id: i64 },
+    /// Deny a pending grant request
+    Deny {
+        id: i64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revoke grants; live sessions using them end within a second
+    Revoke(RevokeArgs),
     /// List sessions (or refused authentications)
     Sessions(replay::SessionsArgs),
     /// Show a session's transcript: commands, exit codes, output, denials
@@ -59,6 +77,22 @@ enum Command {
     Check,
 }
 
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("selector").required(true).args(["serial", "identity", "task"]))]
+struct RevokeArgs {
+    /// The cert's serial
+    #[arg(long)]
+    serial: Option<u64>,
+    /// Every cert of this identity issued until now
+    #[arg(long)]
+    identity: Option<String>,
+    /// Every cert for this task issued until now
+    #[arg(long)]
+    task: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_path = Config::locate(cli.config);
@@ -66,6 +100,10 @@ fn main() -> ExitCode {
         Command::Init { dir } => init(dir),
         Command::Serve { listen } => serve(&config_path, listen),
         Command::Grant(args) => grant(&config_path, &args),
+        Command::Requests { all, json } => requests(&config_path, all, json),
+        Command::Approve { id } => decide(&config_path, id, true, None),
+        Command::Deny { id, reason } => decide(&config_path, id, false, reason.as_deref()),
+        Command::Revoke(args) => revoke(&config_path, &args),
         Command::Sessions(args) => sessions(&config_path, &args),
         Command::Show { session, json } => show(&config_path, session, json),
         Command::Verify { session, json } => verify(&config_path, session, json),
@@ -125,6 +163,38 @@ fn serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
 fn grant(config_path: &Path, args: &grant::GrantArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     grant::run(&config, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis requests`
+fn requests(config_path: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    grants::admin::list_requests(&config.store, all, json, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis approve ID` / `portcullis deny ID`
+fn decide(
+    config_path: &Path,
+    id: i64,
+    approve: bool,
+    reason: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    grants::admin::decide(&config.store, id, approve, reason)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis revoke`
+fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let selector = match (&args.serial, &args.identity, &args.task) {
+        (Some(serial), _, _) => RevokeSelector::Serial(*serial),
+        (_, Some(identity), _) => RevokeSelector::Identity(identity.clone()),
+        (_, _, Some(task)) => RevokeSelector::Task(task.clone()),
+        _ => anyhow::bail!("name what to revoke: --serial, --identity or --task"),
+    };
+    grants::admin::revoke(&config.store, selector, args.reason.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 

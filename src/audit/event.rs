@@ -55,6 +55,45 @@ pub enum Event {
     /// Written only by `Store::end_session` (and crash recovery).
     #[serde(rename = "session.end")]
     SessionEnd { reason: String },
+    /// A request on the `grant` login (no session: identity keys reach no target).
+    #[serde(rename = "grant.requested")]
+    GrantRequested {
+        request_id: i64,
+        identity: String,
+        role: String,
+        task: Option<String>,
+        reason: Option<String>,
+        targets: Vec<String>,
+        exec: Vec<String>,
+        open: Vec<String>,
+        ttl_secs: u64,
+        client_addr: String,
+    },
+    #[serde(rename = "grant.issued")]
+    GrantIssued {
+        serial: u64,
+        request_id: Option<i64>,
+        identity: String,
+        role: String,
+        task: Option<String>,
+        valid_before: u64,
+        approver: String,
+    },
+    #[serde(rename = "grant.refused")]
+    GrantRefused {
+        identity: String,
+        client_addr: String,
+        reason: String,
+    },
+    /// Seen by the server when an operator revoked (possibly from another process).
+    #[serde(rename = "grant.revoked")]
+    GrantRevoked {
+        revocation_id: i64,
+        selector: String,
+        by: String,
+        reason: Option<String>,
+        sessions_ended: Vec<i64>,
+    },
 }
 
 /// The fields of a session, fixed when it begins.
@@ -86,6 +125,10 @@ impl Event {
             Event::ExitSignal { .. } => "exit.signal",
             Event::SessionStart(_) => "session.start",
             Event::SessionEnd { .. } => "session.end",
+            Event::GrantRequested { .. } => "grant.requested",
+            Event::GrantIssued { .. } => "grant.issued",
+            Event::GrantRefused { .. } => "grant.refused",
+            Event::GrantRevoked { .. } => "grant.revoked",
         }
     }
 

@@ -7,14 +7,15 @@
 use std::net::SocketAddr;
 
 use russh::keys::ssh_key::Certificate;
-use russh::keys::HashAlg;
+use russh::keys::{HashAlg, PublicKey};
 
 use super::ServerContext;
 use crate::audit::{Event, NewSession, SessionId, Store};
 use crate::cert::verify::verify_user_cert;
 use crate::cert::{CertRefusal, VerifiedCert};
 use crate::clock;
-use crate::policy::CeilingRefusal;
+use crate::grants::CertFacts;
+use crate::policy::{CeilingRefusal, Identity, Policy, RESERVED_LOGIN};
 use crate::scope::Scope;
 
 /// A session the bastion has admitted. Only [`admit`] makes one: its
@@ -24,6 +25,7 @@ pub struct AuthorizedSession {
     id: SessionId,
     cert: VerifiedCert,
     scope: Scope,
+    single_use: bool,
 }
 
 impl AuthorizedSession {
@@ -39,6 +41,10 @@ impl AuthorizedSession {
     }
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+    /// Whether the grant ends with this session (a role's `single_session`).
+    pub fn single_use(&self) -> bool {
+        self.single_use
     }
 }
 
@@ -60,6 +66,20 @@ pub enum AuthRefusal {
     NoUsableCertificate,
     #[error("the audit store cannot record the session, so none is opened")]
     StoreUnavailable,
+    #[error("certificate serial {serial} was revoked ({selector}) by {by}")]
+    Revoked {
+        serial: u64,
+        selector: String,
+        by: String,
+    },
+    #[error("certificate serial {0} is a single-session grant that was already used")]
+    SingleUseSpent(u64),
+    #[error("a certificate cannot log in as \"grant\": request grants with the identity key")]
+    CertOnGrantLogin,
+    #[error("this key is not an identity key in the policy")]
+    UnknownIdentityKey,
+    #[error("identity keys only log in as \"grant\" to request a task certificate")]
+    IdentityKeyOnTarget,
 }
 
 /// Checks `cert` for `login` from `peer`; on success commits the session
@@ -71,8 +91,11 @@ pub async fn admit(
     peer: Option<SocketAddr>,
 ) -> Result<AuthorizedSession, AuthRefusal> {
     let client_addr = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
-    let decided = decide(ctx, cert, login, peer);
-    let (verified, scope) = match decided {
+    let decided = match decide(ctx, cert, login, peer) {
+        Ok(decided) => check_grant_state(ctx, decided).await,
+        Err(refusal) => Err(refusal),
+    };
+    let (verified, scope, single_use) = match decided {
         Ok(ok) => ok,
         Err(refusal) => {
             record_refusal(&ctx.store, Some(cert), login, &client_addr, &refusal).await;
@@ -111,22 +134,66 @@ pub async fn admit(
         id,
         cert: verified,
         scope,
+        single_use,
     })
 }
+
+type Decided = (VerifiedCert, Scope, bool);
 
 fn decide(
     ctx: &ServerContext,
     cert: &Certificate,
     login: &str,
     peer: Option<SocketAddr>,
-) -> Result<(VerifiedCert, Scope), AuthRefusal> {
+) -> Result<Decided, AuthRefusal> {
+    if login == RESERVED_LOGIN {
+        return Err(AuthRefusal::CertOnGrantLogin);
+    }
     let now = clock::now_unix();
     let verified = verify_user_cert(cert, login, peer.map(|p| p.ip()), &ctx.trusted, now)?;
     let ceiling = ctx
         .policy
         .ceiling(&verified.key_id, login, verified.lifetime())?;
+    let single_use = ceiling.single_session;
     let scope = Scope::new(&verified, ceiling);
-    Ok((verified, scope))
+    Ok((verified, scope, single_use))
+}
+
+/// Revocation, then the single-use claim: both read the grants tables, so
+/// a store that cannot answer refuses (fail closed).
+async fn check_grant_state(ctx: &ServerContext, decided: Decided) -> Result<Decided, AuthRefusal> {
+    let (verified, _, single_use) = &decided;
+    let facts = CertFacts {
+        ca_fingerprint: verified.ca_fingerprint.clone(),
+        serial: verified.serial,
+        key_id: verified.key_id.clone(),
+        task: verified.scope.task.clone(),
+        valid_after: verified.valid_after,
+    };
+    let lookup = facts.clone();
+    let revoked = ctx
+        .grants
+        .run(move |db| db.revocation_of(&lookup))
+        .await
+        .map_err(|_| AuthRefusal::StoreUnavailable)?;
+    if let Some(revocation) = revoked {
+        return Err(AuthRefusal::Revoked {
+            serial: facts.serial,
+            selector: revocation.selector.to_string(),
+            by: revocation.by,
+        });
+    }
+    if *single_use {
+        let won = ctx
+            .grants
+            .run(move |db| db.claim_single_use(&facts.ca_fingerprint, facts.serial))
+            .await
+            .map_err(|_| AuthRefusal::StoreUnavailable)?;
+        if !won {
+            return Err(AuthRefusal::SingleUseSpent(verified.serial));
+        }
+    }
+    Ok(decided)
 }
 
 /// Records a refused authentication; a store failure here changes nothing
@@ -150,4 +217,15 @@ pub async fn record_refusal(
     if let Err(e) = store.record(None, None, event).await {
         tracing::error!(error = %e, "could not record a refused authentication");
     }
+}
+
+/// The policy identity whose listed key is `key`, if any.
+pub fn identity_for_key<'p>(policy: &'p Policy, key: &PublicKey) -> Option<&'p Identity> {
+    policy.identities.values().find(|identity| {
+        identity
+            .keys
+            .iter()
+            .filter_map(|line| PublicKey::from_openssh(line.trim()).ok())
+            .any(|k| k.key_data() == key.key_data())
+    })
 }

@@ -11,6 +11,8 @@ use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
 
 use super::live::LiveSession;
+use super::ServerContext;
+use crate::grants::{self, service::Requester};
 use crate::proxy::{self, ClientChannel};
 
 /// Exit status of a refused request, as a shell reports "cannot execute".
@@ -43,6 +45,35 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
             ChannelMsg::Close | ChannelMsg::Eof => return,
             // pty-req, env, x11 and agent requests were answered by the
             // handler; data before a request has nowhere to go.
+            _ => {}
+        }
+    }
+}
+
+/// A session channel of the `grant` login: only exec requests (the grant
+/// command language) are served.
+pub async fn serve_grant_channel(
+    ctx: Arc<ServerContext>,
+    requester: Arc<Requester>,
+    channel: Channel<Msg>,
+    handle: Handle,
+) {
+    let id = channel.id();
+    let (mut reader, writer) = channel.split();
+    let client = ClientChannel::new(id, writer, handle);
+    while let Some(msg) = reader.wait().await {
+        match msg {
+            ChannelMsg::Exec { command, .. } => {
+                grants::service::serve(&ctx, &requester, client, reader, command).await;
+                return;
+            }
+            ChannelMsg::RequestShell { .. } | ChannelMsg::RequestSubsystem { .. } => {
+                client
+                    .refuse("the grant login only runs: request, status ID, whoami")
+                    .await;
+                return;
+            }
+            ChannelMsg::Close | ChannelMsg::Eof => return,
             _ => {}
         }
     }

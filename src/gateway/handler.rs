@@ -14,8 +14,10 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::auth::{self, AuthRefusal};
 use super::live::LiveSession;
-use super::{channel, ServerContext, SessionSlot};
+use super::{channel, Admitted, ServerContext, SessionSlot};
 use crate::audit::Event;
+use crate::grants::service::Requester;
+use crate::policy::RESERVED_LOGIN;
 
 pub struct ConnectionHandler {
     ctx: Arc<ServerContext>,
@@ -36,7 +38,10 @@ impl ConnectionHandler {
     }
 
     fn session(&self) -> Option<Arc<LiveSession>> {
-        self.live.get().cloned()
+        match self.live.get() {
+            Some(Admitted::Target(live)) => Some(live.clone()),
+            _ => None,
+        }
     }
 
     /// Records a refused request on an admitted session.
@@ -64,13 +69,26 @@ impl russh::server::Handler for ConnectionHandler {
     async fn auth_publickey(
         &mut self,
         user: &str,
-        _key: VerifiedPublicKey<'_>,
+        key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let addr = self.client_addr();
-        let refusal = if self.saw_certificate {
-            AuthRefusal::PlainKey
-        } else {
-            AuthRefusal::NoUsableCertificate
+        let identity = auth::identity_for_key(&self.ctx.policy, key.public_key);
+        let refusal = match (user == RESERVED_LOGIN, identity) {
+            (true, Some(identity)) => {
+                let requester = Requester {
+                    identity: identity.clone(),
+                    client_addr: addr,
+                };
+                let admitted = Admitted::Grant(Arc::new(requester));
+                if self.live.get().is_some() || self.live.set(admitted).is_err() {
+                    return Ok(Auth::reject());
+                }
+                return Ok(Auth::Accept);
+            }
+            (true, None) => AuthRefusal::UnknownIdentityKey,
+            (false, Some(_)) => AuthRefusal::IdentityKeyOnTarget,
+            (false, None) if self.saw_certificate => AuthRefusal::PlainKey,
+            (false, None) => AuthRefusal::NoUsableCertificate,
         };
         auth::record_refusal(&self.ctx.store, None, user, &addr, &refusal).await;
         Ok(Auth::reject())
@@ -88,7 +106,7 @@ impl russh::server::Handler for ConnectionHandler {
         match auth::admit(&self.ctx, certificate, user, self.peer).await {
             Ok(admitted) => {
                 let live = LiveSession::start(admitted, self.ctx.clone());
-                if self.live.set(live).is_err() {
+                if self.live.set(Admitted::Target(live)).is_err() {
                     return Ok(Auth::reject());
                 }
                 Ok(Auth::Accept)
@@ -103,18 +121,32 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(live) = self.session() else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        reply.accept().await;
-        tokio::spawn(channel::serve_session_channel(
-            live,
-            channel,
-            session.handle(),
-        ));
+        match self.live.get() {
+            Some(Admitted::Target(live)) => {
+                reply.accept().await;
+                let live = live.clone();
+                tokio::spawn(channel::serve_session_channel(
+                    live,
+                    channel,
+                    session.handle(),
+                ));
+            }
+            Some(Admitted::Grant(requester)) => {
+                reply.accept().await;
+                let (ctx, requester) = (self.ctx.clone(), requester.clone());
+                tokio::spawn(channel::serve_grant_channel(
+                    ctx,
+                    requester,
+                    channel,
+                    session.handle(),
+                ));
+            }
+            None => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await
+            }
+        }
         Ok(())
     }
 

@@ -1,18 +1,22 @@
-//! A live, admitted session: its scope, its store handle, and its one
-//! upstream connection, shared by all of its channels.
+//! A live, admitted session: its scope, its store handle, its one upstream
+//! connection shared by all of its channels, and the signal that ends it.
 //!
-//! Invariant: the upstream connection is dialled at most once per session,
-//! and only for the [`AuthorizedSession`] this value holds.
+//! Invariants: the upstream connection is dialled at most once per session,
+//! and only for the [`AuthorizedSession`] this value holds; a session never
+//! outlives its certificate's `valid_before`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use russh::ChannelId;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 
 use super::auth::AuthorizedSession;
 use super::handler::refused_request;
 use super::ServerContext;
-use crate::audit::{Event, Store};
+use crate::audit::{Event, SessionId, Store};
+use crate::clock;
+use crate::grants::CertFacts;
 use crate::upstream::{Upstream, UpstreamError};
 
 pub type UpstreamResult = Result<Arc<Upstream>, Arc<UpstreamError>>;
@@ -21,26 +25,53 @@ pub struct LiveSession {
     pub authorized: AuthorizedSession,
     ctx: Arc<ServerContext>,
     upstream: OnceCell<UpstreamResult>,
+    /// `Some(reason)` once the session must end (expiry, revocation).
+    ending: watch::Sender<Option<String>>,
 }
 
+/// Why a session is cut when its cert's window closes.
+pub const EXPIRED: &str = "the grant expired";
+
 impl LiveSession {
-    /// Wraps an admitted session and starts dialling its target at once, so
-    /// the upstream handshake overlaps the client's channel setup.
+    /// Wraps an admitted session, registers it for revocation, arms its
+    /// expiry, and starts dialling its target at once so the upstream
+    /// handshake overlaps the client's channel setup.
     pub fn start(authorized: AuthorizedSession, ctx: Arc<ServerContext>) -> Arc<LiveSession> {
+        let (ending, _) = watch::channel(None);
         let live = Arc::new(LiveSession {
             authorized,
             ctx,
             upstream: OnceCell::new(),
+            ending,
         });
+        live.ctx.live.register(&live);
         let dialling = live.clone();
         tokio::spawn(async move {
             let _ = dialling.upstream().await;
         });
+        let weak = Arc::downgrade(&live);
+        let valid_before = live.authorized.cert().valid_before;
+        tokio::spawn(expire_at(weak, valid_before));
         live
+    }
+
+    pub fn id(&self) -> SessionId {
+        self.authorized.id()
     }
 
     pub fn store(&self) -> &Store {
         &self.ctx.store
+    }
+
+    pub fn cert_facts(&self) -> CertFacts {
+        let cert = self.authorized.cert();
+        CertFacts {
+            ca_fingerprint: cert.ca_fingerprint.clone(),
+            serial: cert.serial,
+            key_id: cert.key_id.clone(),
+            task: cert.scope.task.clone(),
+            valid_after: cert.valid_after,
+        }
     }
 
     pub async fn upstream(&self) -> UpstreamResult {
@@ -55,6 +86,30 @@ impl LiveSession {
             .clone()
     }
 
+    /// Asks every channel and the connection to end, saying `reason`.
+    pub fn terminate(&self, reason: &str) {
+        self.ending.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason.to_string());
+            true
+        });
+    }
+
+    /// Resolves with the reason once [`terminate`](Self::terminate) is called.
+    pub async fn terminated(&self) -> String {
+        let mut rx = self.ending.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "session closed".to_string();
+            }
+        }
+    }
+
     /// Records an event of this session, committed when it returns.
     pub async fn record(
         &self,
@@ -62,9 +117,7 @@ impl LiveSession {
         event: Event,
     ) -> Result<(), crate::audit::StoreError> {
         let channel = channel.map(channel_number);
-        self.store()
-            .record(Some(self.authorized.id()), channel, event)
-            .await
+        self.store().record(Some(self.id()), channel, event).await
     }
 
     pub async fn record_refused_request(
@@ -73,24 +126,45 @@ impl LiveSession {
         request: &str,
         reason: &str,
     ) {
-        tracing::info!(session = %self.authorized.id(), request, reason, "request refused");
+        tracing::info!(session = %self.id(), request, reason, "request refused");
         if let Err(e) = self.record(channel, refused_request(request, reason)).await {
             tracing::error!(error = %e, "could not record a refused request");
         }
     }
 
-    /// Ends the session: the record first, then the upstream connection.
+    /// Ends the session: the record first, then single use, then upstream.
     pub async fn end(&self, reason: &str) {
+        self.ctx.live.unregister(self.id());
         if let Err(e) = self
             .store()
-            .end_session(self.authorized.id(), reason.to_string())
+            .end_session(self.id(), reason.to_string())
             .await
         {
             tracing::error!(error = %e, "could not record the end of a session");
         }
+        if self.authorized.single_use() {
+            let facts = self.cert_facts();
+            let consumed = self
+                .ctx
+                .grants
+                .run(move |db| db.consume_single_use(&facts.ca_fingerprint, facts.serial))
+                .await;
+            if let Err(e) = consumed {
+                tracing::error!(error = %e, "could not mark a single-session grant consumed");
+            }
+        }
         if let Some(Ok(upstream)) = self.upstream.get() {
             upstream.close().await;
         }
+    }
+}
+
+async fn expire_at(live: Weak<LiveSession>, valid_before: u64) {
+    let now = clock::now_unix();
+    let left = Duration::from_secs(valid_before.saturating_sub(now));
+    tokio::time::sleep(left).await;
+    if let Some(live) = live.upgrade() {
+        live.terminate(EXPIRED);
     }
 }
 

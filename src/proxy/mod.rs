@@ -46,11 +46,27 @@ impl ClientChannel {
         .await;
     }
 
-    async fn finish_with_line(&self, line: &str, status: u32) {
+    /// One line on stderr, then `status`, then close.
+    pub async fn finish_with_line(&self, line: &str, status: u32) {
+        self.say(line).await;
+        self.exit(status).await;
+    }
+
+    /// One line on stderr; the channel stays open.
+    pub async fn say(&self, line: &str) {
         let _ = self
             .writer
             .extended_data_bytes(1, format!("{line}\n").into_bytes())
             .await;
+    }
+
+    /// Bytes on stdout.
+    pub async fn print(&self, bytes: Vec<u8>) {
+        let _ = self.writer.data_bytes(bytes).await;
+    }
+
+    /// Exit status, EOF, close.
+    pub async fn exit(&self, status: u32) {
         let _ = self.writer.exit_status(status).await;
         self.close().await;
     }

@@ -10,7 +10,7 @@ pub struct Bastion {
     pub log_path: PathBuf,
     targets: Vec<Target>,
     daemon: Option<Daemon>,
-    keys_made: Cell<u32>,
+    keys_made: std::sync::atomic::AtomicU32,
     dir: TempDir,
 }
 
@@ -72,7 +72,7 @@ impl Bastion {
                         log_path,
                         targets,
                         daemon: Some(daemon),
-                        keys_made: Cell::new(0),
+                        keys_made: std::sync::atomic::AtomicU32::new(0),
                         dir,
                     }
                 }
@@ -154,8 +154,10 @@ impl Bastion {
 
     /// A fresh client key pair in this setup's `agents/` directory.
     pub fn new_key(&self) -> AgentKey {
-        let n = self.keys_made.get() + 1;
-        self.keys_made.set(n);
+        let n = self
+            .keys_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         AgentKey::generate(&self.dir().join("agents"), &format!("key{n}"))
     }
 
@@ -277,9 +279,16 @@ pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
     }
     let mut i = String::new();
     for (name, roles) in &setup.identities {
+        let keys: Vec<String> = setup
+            .identity_keys
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, key)| key.clone())
+            .collect();
         i += &format!(
-            "[identities.{}]\nkeys = []\nroles = {}\n\n",
+            "[identities.{}]\nkeys = {}\nroles = {}\n\n",
             toml_str(name),
+            toml_list(&keys),
             toml_list(roles)
         );
     }

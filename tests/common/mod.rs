@@ -11,7 +11,6 @@
 //! to keep the temporary directories for a look afterwards.
 #![allow(dead_code)]
 
-use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -169,6 +168,7 @@ impl StartFailure {
 
 mod bastion;
 mod client;
+mod grants;
 mod keys;
 mod outcome;
 mod setup;
@@ -177,6 +177,8 @@ mod target;
 
 pub use bastion::*;
 pub use client::*;
+#[allow(unused_imports)]
+pub use grants::*;
 pub use keys::*;
 #[allow(unused_imports)]
 pub use outcome::*;

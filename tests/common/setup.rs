@@ -31,6 +31,10 @@ impl Role {
         self.exec.extend(patterns.iter().map(|p| p.to_string()));
         self
     }
+    pub fn approval(mut self, approval: &str) -> Self {
+        self.approval = approval.to_string();
+        self
+    }
     pub fn max_ttl(mut self, ttl: &str) -> Self {
         self.max_ttl = ttl.to_string();
         self
@@ -52,6 +56,8 @@ pub struct Setup {
     pub targets: Vec<String>,
     pub roles: Vec<(String, Role)>,
     pub identities: Vec<(String, Vec<String>)>,
+    /// Identity keys (identity name, OpenSSH public key line).
+    pub identity_keys: Vec<(String, String)>,
     pub trusted_ca_files: Vec<PathBuf>,
 }
 
@@ -99,6 +105,12 @@ impl Setup {
             name.to_string(),
             roles.iter().map(|r| r.to_string()).collect(),
         ));
+        self
+    }
+
+    /// Lists `key` (an OpenSSH public key line) as a key of identity `name`.
+    pub fn identity_key(mut self, name: &str, key: &str) -> Self {
+        self.identity_keys.push((name.to_string(), key.to_string()));
         self
     }
 

@@ -1,0 +1,182 @@
+//! The command language of the `grant` login, and the narrowing rule.
+//!
+//! Invariant: [`narrow`] returns a scope only when every part of it lies
+//! within the role: a subset of its targets, commands its patterns already
+//! allow, forwards it already lists, a lifetime within its max_ttl.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use super::GrantScope;
+use crate::policy::{self, Role};
+
+/// Longest wait for a manual approval a requester may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Parser, Debug)]
+#[command(name = "grant", no_binary_name = true, disable_help_subcommand = true)]
+pub struct GrantCommandLine {
+    #[command(subcommand)]
+    pub command: GrantCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrantCommand {
+    /// Ask for a task certificate; the task public key comes on stdin
+    Request(RequestArgs),
+    /// The state of a request; prints its cert once issued
+    Status { id: i64 },
+    /// Who you are, and the roles you may request
+    Whoami,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RequestArgs {
+    #[arg(long)]
+    pub role: String,
+    #[arg(long)]
+    pub ttl: String,
+    #[arg(long)]
+    pub task: Option<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Narrow to these targets (repeatable)
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Narrow to these command patterns (repeatable)
+    #[arg(long = "exec")]
+    pub exec: Vec<String>,
+    /// Narrow to these host:port forwards (repeatable)
+    #[arg(long = "open")]
+    pub open: Vec<String>,
+    /// Seconds to wait for a manual approval
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("role {0:?} is not one this identity holds")]
+    RoleNotHeld(String),
+    #[error("--ttl: {0}")]
+    Ttl(String),
+    #[error("--ttl {requested} exceeds max_ttl {max} of role {role}")]
+    TtlTooLong {
+        requested: String,
+        max: String,
+        role: String,
+    },
+    #[error("target {target:?} is not in role {role}")]
+    Target { target: String, role: String },
+    #[error("command pattern {pattern:?} is not within role {role}")]
+    Exec { pattern: String, role: String },
+    #[error("forward {open:?} is not within role {role}")]
+    Open { open: String, role: String },
+}
+
+/// Splits and parses what the client sent as its command.
+pub fn parse(command: &str) -> Result<GrantCommand, RequestError> {
+    let words = shell_words::split(command)
+        .map_err(|e| RequestError::Syntax(format!("cannot split the command: {e}")))?;
+    GrantCommandLine::try_parse_from(words)
+        .map(|line| line.command)
+        .map_err(|e| RequestError::Syntax(first_line(&e.to_string())))
+}
+
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid request");
+    line.trim_start_matches("error: ").to_string()
+}
+
+/// The scope of a request within `role`.
+pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestError> {
+    let ttl = policy::parse_duration(&args.ttl).map_err(|e| RequestError::Ttl(e.to_string()))?;
+    if ttl > role.max_ttl {
+        return Err(RequestError::TtlTooLong {
+            requested: args.ttl.clone(),
+            max: policy::format_duration(role.max_ttl),
+            role: role.name.clone(),
+        });
+    }
+    let targets = if args.targets.is_empty() {
+        role.targets.clone()
+    } else {
+        for target in &args.targets {
+            if !role.targets.contains(target) {
+                return Err(RequestError::Target {
+                    target: target.clone(),
+                    role: role.name.clone(),
+                });
+            }
+        }
+        args.targets.clone()
+    };
+    let role_exec = role.exec.to_strings();
+    let exec = if args.exec.is_empty() {
+        role_exec
+    } else {
+        for pattern in &args.exec {
+            // Sound without pattern algebra: a role pattern verbatim, or a
+            // literal command some role pattern already allows.
+            let within = role_exec.contains(pattern)
+                || (!pattern.contains('*') && role.exec.matches_any(pattern));
+            if !within {
+                return Err(RequestError::Exec {
+                    pattern: pattern.clone(),
+                    role: role.name.clone(),
+                });
+            }
+        }
+        args.exec.clone()
+    };
+    let open = if args.open.is_empty() {
+        role.open.clone()
+    } else {
+        for open in &args.open {
+            if !role.open.contains(open) {
+                return Err(RequestError::Open {
+                    open: open.clone(),
+                    role: role.name.clone(),
+                });
+            }
+        }
+        args.open.clone()
+    };
+    Ok(GrantScope {
+        targets,
+        exec,
+        open,
+        pty: role.pty,
+        ttl_secs: ttl.as_secs(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_arguments_survive_the_ssh_command_line() {
+        let parsed =
+            parse("request --role r --ttl 5m --reason 'fix nginx' --exec 'systemctl status *'");
+        let Ok(GrantCommand::Request(args)) = parsed else {
+            panic!("not a request: {parsed:?}");
+        };
+        assert_eq!(args.reason.as_deref(), Some("fix nginx"));
+        assert_eq!(args.exec, vec!["systemctl status *".to_string()]);
+    }
+
+    #[test]
+    fn unknown_words_are_one_line_errors() {
+        let Err(e) = parse("request --role r --ttl 5m --sudo") else {
+            panic!("accepted");
+        };
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+}
