@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -27,6 +28,8 @@ pub enum ConfigError {
     },
     #[error("{path}: listen address {value:?} is not host:port")]
     Listen { path: PathBuf, value: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +41,97 @@ struct ConfigFile {
     policy: PathBuf,
     store: PathBuf,
     ca: CaFile,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+/// `[limits]`: abuse limits; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    pre_auth_timeout: Option<String>,
+    max_unauthenticated: Option<usize>,
+    auth_failures_per_source: Option<u32>,
+    max_sessions_per_identity: Option<usize>,
+    max_channels_per_session: Option<usize>,
+    idle_timeout: Option<String>,
+    keepalive_interval: Option<String>,
+    max_command_bytes: Option<usize>,
+}
+
+/// Abuse limits with their defaults applied.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A connection must authenticate within this long.
+    pub pre_auth_timeout: Duration,
+    /// Connections not yet authenticated, across all sources.
+    pub max_unauthenticated: usize,
+    /// Failed authentications a source may make per minute before it is
+    /// refused, with a back-off that doubles each further minute it keeps failing.
+    pub auth_failures_per_source: u32,
+    pub max_sessions_per_identity: usize,
+    pub max_channels_per_session: usize,
+    /// A session with no channel traffic for this long is ended.
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub max_command_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            pre_auth_timeout: Duration::from_secs(30),
+            max_unauthenticated: 64,
+            auth_failures_per_source: 20,
+            max_sessions_per_identity: 64,
+            max_channels_per_session: 16,
+            idle_timeout: Duration::from_secs(30 * 60),
+            keepalive_interval: Duration::from_secs(30),
+            max_command_bytes: 32 * 1024,
+        }
+    }
+}
+
+impl LimitsFile {
+    fn resolve(self) -> Result<Limits, String> {
+        let d = Limits::default();
+        let duration = |name: &str, text: Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(t) => {
+                crate::policy::parse_duration(&t).map_err(|e| format!("[limits] {name}: {e}"))
+            }
+        };
+        Ok(Limits {
+            pre_auth_timeout: duration(
+                "pre_auth_timeout",
+                self.pre_auth_timeout,
+                d.pre_auth_timeout,
+            )?,
+            max_unauthenticated: self
+                .max_unauthenticated
+                .unwrap_or(d.max_unauthenticated)
+                .max(1),
+            auth_failures_per_source: self
+                .auth_failures_per_source
+                .unwrap_or(d.auth_failures_per_source)
+                .max(1),
+            max_sessions_per_identity: self
+                .max_sessions_per_identity
+                .unwrap_or(d.max_sessions_per_identity)
+                .max(1),
+            max_channels_per_session: self
+                .max_channels_per_session
+                .unwrap_or(d.max_channels_per_session)
+                .max(1),
+            idle_timeout: duration("idle_timeout", self.idle_timeout, d.idle_timeout)?,
+            keepalive_interval: duration(
+                "keepalive_interval",
+                self.keepalive_interval,
+                d.keepalive_interval,
+            )?,
+            max_command_bytes: self.max_command_bytes.unwrap_or(d.max_command_bytes).max(1),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +161,7 @@ pub struct Config {
     pub upstream_ca_key: PathBuf,
     /// Public keys of further CAs whose user certificates are accepted.
     pub trusted_ca_files: Vec<PathBuf>,
+    pub limits: Limits,
 }
 
 impl Config {
@@ -86,7 +181,15 @@ impl Config {
             path: path.to_path_buf(),
             value: parsed.listen.clone(),
         })?;
+        let limits = parsed
+            .limits
+            .resolve()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(Config {
+            limits,
             listen,
             host_keys: parsed.host_keys.iter().map(|p| base.join(p)).collect(),
             policy_dir: base.join(&parsed.policy),
@@ -132,6 +235,17 @@ upstream_key = "ca/upstream_ca"
 # Public keys of further CAs (ssh-keygen -s, step-ca, Vault) whose user
 # certificates are accepted under the same policy.
 trusted = []
+
+[limits]
+# Abuse limits (these are the defaults).
+# pre_auth_timeout = "30s"          # authenticate within this long
+# max_unauthenticated = 64          # connections not yet authenticated
+# auth_failures_per_source = 20     # per minute, then a doubling back-off
+# max_sessions_per_identity = 64
+# max_channels_per_session = 16
+# idle_timeout = "30m"              # no channel traffic for this long ends a session
+# keepalive_interval = "30s"
+# max_command_bytes = 32768
 "#
     )
 }

@@ -8,10 +8,6 @@
 use crate::cert::VerifiedCert;
 use crate::policy::{Ceiling, PatternSet, Target};
 
-/// Longest command accepted, in bytes: no real command needs more, and a
-/// bound keeps matching and recording cheap.
-pub const MAX_COMMAND_LEN: usize = 32 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct Scope {
     target: Target,
@@ -21,6 +17,9 @@ pub struct Scope {
     force_command: Option<String>,
     /// Interactive terminals: the cert's `permit-pty` and a role's `pty`.
     pty: bool,
+    /// Longest command accepted, in bytes (`[limits] max_command_bytes`):
+    /// a bound keeps matching and recording cheap.
+    max_command_bytes: usize,
 }
 
 /// A command that may run upstream: `run` is what the target executes
@@ -47,8 +46,8 @@ impl ExecDecision {
 pub enum ExecRefusal {
     #[error("command is not valid UTF-8")]
     NotUtf8,
-    #[error("command is longer than {MAX_COMMAND_LEN} bytes")]
-    TooLong,
+    #[error("command is longer than {0} bytes (max_command_bytes)")]
+    TooLong(usize),
     #[error("command {0} is not allowed by the certificate's exec@portcullis")]
     NotInCert(String),
     #[error(
@@ -62,7 +61,7 @@ pub enum ExecRefusal {
 }
 
 impl Scope {
-    pub fn new(cert: &VerifiedCert, ceiling: Ceiling) -> Scope {
+    pub fn new(cert: &VerifiedCert, ceiling: Ceiling, max_command_bytes: usize) -> Scope {
         Scope {
             target: ceiling.target,
             identity: cert.key_id.clone(),
@@ -70,6 +69,7 @@ impl Scope {
             role_exec: ceiling.exec,
             force_command: cert.scope.force_command.clone(),
             pty: cert.scope.permit_pty && ceiling.pty,
+            max_command_bytes,
         }
     }
 
@@ -84,8 +84,8 @@ impl Scope {
 
     /// Decides whether the exec request `raw` may run.
     pub fn authorize_exec(&self, raw: &[u8]) -> Result<ExecDecision, ExecRefusal> {
-        if raw.len() > MAX_COMMAND_LEN {
-            return Err(ExecRefusal::TooLong);
+        if raw.len() > self.max_command_bytes {
+            return Err(ExecRefusal::TooLong(self.max_command_bytes));
         }
         let requested = std::str::from_utf8(raw).map_err(|_| ExecRefusal::NotUtf8)?;
         // OpenSSH's force-command: the client's command is replaced, and the

@@ -85,6 +85,14 @@ pub enum Event {
         client_addr: String,
         reason: String,
     },
+    /// An abuse limit refused something (a connection, a session, a channel).
+    #[serde(rename = "limit.hit")]
+    LimitHit {
+        limit: String,
+        client_addr: String,
+        identity: Option<String>,
+        reason: String,
+    },
     /// Seen by the server when an operator revoked (possibly from another process).
     #[serde(rename = "grant.revoked")]
     GrantRevoked {
@@ -129,6 +137,7 @@ impl Event {
             Event::GrantIssued { .. } => "grant.issued",
             Event::GrantRefused { .. } => "grant.refused",
             Event::GrantRevoked { .. } => "grant.revoked",
+            Event::LimitHit { .. } => "limit.hit",
         }
     }
 

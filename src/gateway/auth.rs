@@ -80,6 +80,8 @@ pub enum AuthRefusal {
     UnknownIdentityKey,
     #[error("identity keys only log in as \"grant\" to request a task certificate")]
     IdentityKeyOnTarget,
+    #[error("identity {identity} already has {open} sessions open (max_sessions_per_identity)")]
+    TooManySessions { identity: String, open: usize },
 }
 
 /// Checks `cert` for `login` from `peer`; on success commits the session
@@ -155,7 +157,7 @@ fn decide(
         .policy
         .ceiling(&verified.key_id, login, verified.lifetime())?;
     let single_use = ceiling.single_session;
-    let scope = Scope::new(&verified, ceiling);
+    let scope = Scope::new(&verified, ceiling, ctx.limits.max_command_bytes);
     Ok((verified, scope, single_use))
 }
 
@@ -163,6 +165,16 @@ fn decide(
 /// a store that cannot answer refuses (fail closed).
 async fn check_grant_state(ctx: &ServerContext, decided: Decided) -> Result<Decided, AuthRefusal> {
     let (verified, _, single_use) = &decided;
+    let open = ctx.live.count_identity(&verified.key_id);
+    if open >= ctx.limits.max_sessions_per_identity {
+        return Err(AuthRefusal::TooManySessions {
+            identity: verified.key_id.clone(),
+            open,
+        });
+    }
+    if !ctx.store.is_healthy() {
+        return Err(AuthRefusal::StoreUnavailable);
+    }
     let facts = CertFacts {
         ca_fingerprint: verified.ca_fingerprint.clone(),
         serial: verified.serial,

@@ -13,11 +13,13 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::auth::{self, AuthRefusal};
+use super::limits::Unauthenticated;
 use super::live::LiveSession;
-use super::{channel, Admitted, ServerContext, SessionSlot};
+use super::{channel, connection, Admitted, ServerContext, SessionSlot};
 use crate::audit::Event;
 use crate::grants::service::Requester;
 use crate::policy::RESERVED_LOGIN;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct ConnectionHandler {
     ctx: Arc<ServerContext>,
@@ -25,15 +27,26 @@ pub struct ConnectionHandler {
     live: SessionSlot,
     /// Whether any certificate reached the handler on this connection.
     saw_certificate: bool,
+    /// Counts this connection among the unauthenticated until it is admitted.
+    unauthenticated: Option<Unauthenticated>,
+    /// Session channels open now (each channel task holds one count).
+    channels: Arc<AtomicUsize>,
 }
 
 impl ConnectionHandler {
-    pub fn new(ctx: Arc<ServerContext>, peer: Option<SocketAddr>, live: SessionSlot) -> Self {
+    pub fn new(
+        ctx: Arc<ServerContext>,
+        peer: Option<SocketAddr>,
+        live: SessionSlot,
+        unauthenticated: Unauthenticated,
+    ) -> Self {
         ConnectionHandler {
             ctx,
             peer,
             live,
             saw_certificate: false,
+            unauthenticated: Some(unauthenticated),
+            channels: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -49,6 +62,23 @@ impl ConnectionHandler {
         if let Some(live) = self.session() {
             live.record_refused_request(channel, request, reason).await;
         }
+    }
+
+    /// A refused authentication: recorded, and counted against the source.
+    async fn refuse_auth(&self, cert: Option<&Certificate>, user: &str, refusal: &AuthRefusal) {
+        let addr = self.client_addr();
+        auth::record_refusal(&self.ctx.store, cert, user, &addr, refusal).await;
+        if let Some(peer) = self.peer {
+            self.ctx.sources.failed(peer.ip());
+        }
+    }
+
+    fn admitted(&mut self, admitted: Admitted) -> Auth {
+        if self.live.set(admitted).is_err() {
+            return Auth::reject();
+        }
+        self.unauthenticated = None;
+        Auth::Accept
     }
 
     fn client_addr(&self) -> String {
@@ -79,18 +109,17 @@ impl russh::server::Handler for ConnectionHandler {
                     identity: identity.clone(),
                     client_addr: addr,
                 };
-                let admitted = Admitted::Grant(Arc::new(requester));
-                if self.live.get().is_some() || self.live.set(admitted).is_err() {
+                if self.live.get().is_some() {
                     return Ok(Auth::reject());
                 }
-                return Ok(Auth::Accept);
+                return Ok(self.admitted(Admitted::Grant(Arc::new(requester))));
             }
             (true, None) => AuthRefusal::UnknownIdentityKey,
             (false, Some(_)) => AuthRefusal::IdentityKeyOnTarget,
             (false, None) if self.saw_certificate => AuthRefusal::PlainKey,
             (false, None) => AuthRefusal::NoUsableCertificate,
         };
-        auth::record_refusal(&self.ctx.store, None, user, &addr, &refusal).await;
+        self.refuse_auth(None, user, &refusal).await;
         Ok(Auth::reject())
     }
 
@@ -106,12 +135,15 @@ impl russh::server::Handler for ConnectionHandler {
         match auth::admit(&self.ctx, certificate, user, self.peer).await {
             Ok(admitted) => {
                 let live = LiveSession::start(admitted, self.ctx.clone());
-                if self.live.set(Admitted::Target(live)).is_err() {
-                    return Ok(Auth::reject());
-                }
-                Ok(Auth::Accept)
+                Ok(self.admitted(Admitted::Target(live)))
             }
-            Err(_) => Ok(Auth::reject()),
+            Err(_) => {
+                // admit() recorded why; the source pays for the failure.
+                if let Some(peer) = self.peer {
+                    self.ctx.sources.failed(peer.ip());
+                }
+                Ok(Auth::reject())
+            }
         }
     }
 
@@ -121,25 +153,42 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let open = self.channels.load(Ordering::SeqCst);
+        if open >= self.ctx.limits.max_channels_per_session {
+            let reason = format!("{open} channels are open already (max_channels_per_session)");
+            self.refuse(None, "session channel", &reason).await;
+            if let Some(peer) = self.peer {
+                let identity = self.session().map(|l| l.authorized.identity().to_string());
+                connection::record_limit(
+                    &self.ctx,
+                    "max_channels_per_session",
+                    peer,
+                    identity.as_deref(),
+                    &reason,
+                )
+                .await;
+            }
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        let count = ChannelCount::new(self.channels.clone());
         match self.live.get() {
             Some(Admitted::Target(live)) => {
                 reply.accept().await;
-                let live = live.clone();
-                tokio::spawn(channel::serve_session_channel(
-                    live,
-                    channel,
-                    session.handle(),
-                ));
+                let (live, handle) = (live.clone(), session.handle());
+                tokio::spawn(async move {
+                    channel::serve_session_channel(live, channel, handle).await;
+                    drop(count);
+                });
             }
             Some(Admitted::Grant(requester)) => {
                 reply.accept().await;
                 let (ctx, requester) = (self.ctx.clone(), requester.clone());
-                tokio::spawn(channel::serve_grant_channel(
-                    ctx,
-                    requester,
-                    channel,
-                    session.handle(),
-                ));
+                let handle = session.handle();
+                tokio::spawn(async move {
+                    channel::serve_grant_channel(ctx, requester, channel, handle).await;
+                    drop(count);
+                });
             }
             None => {
                 reply
@@ -299,6 +348,22 @@ impl russh::server::Handler for ConnectionHandler {
         self.refuse(None, &request, "remote forwarding is not allowed")
             .await;
         Ok(false)
+    }
+}
+
+/// One open session channel, counted while it lives.
+struct ChannelCount(Arc<AtomicUsize>);
+
+impl ChannelCount {
+    fn new(count: Arc<AtomicUsize>) -> ChannelCount {
+        count.fetch_add(1, Ordering::SeqCst);
+        ChannelCount(count)
+    }
+}
+
+impl Drop for ChannelCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

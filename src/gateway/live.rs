@@ -5,6 +5,7 @@
 //! and only for the [`AuthorizedSession`] this value holds; a session never
 //! outlives its certificate's `valid_before`.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -25,8 +26,10 @@ pub struct LiveSession {
     pub authorized: AuthorizedSession,
     ctx: Arc<ServerContext>,
     upstream: OnceCell<UpstreamResult>,
-    /// `Some(reason)` once the session must end (expiry, revocation).
+    /// `Some(reason)` once the session must end (expiry, revocation, idle).
     ending: watch::Sender<Option<String>>,
+    /// Unix micros of the last channel traffic, for the idle timeout.
+    last_activity: AtomicI64,
 }
 
 /// Why a session is cut when its cert's window closes.
@@ -43,15 +46,14 @@ impl LiveSession {
             ctx,
             upstream: OnceCell::new(),
             ending,
+            last_activity: AtomicI64::new(clock::now_us()),
         });
         live.ctx.live.register(&live);
         let dialling = live.clone();
         tokio::spawn(async move {
             let _ = dialling.upstream().await;
         });
-        let weak = Arc::downgrade(&live);
-        let valid_before = live.authorized.cert().valid_before;
-        tokio::spawn(expire_at(weak, valid_before));
+        tokio::spawn(watch_lifetime(Arc::downgrade(&live)));
         live
     }
 
@@ -84,6 +86,11 @@ impl LiveSession {
             })
             .await
             .clone()
+    }
+
+    /// Notes channel traffic (the idle timeout counts from the last).
+    pub fn touch(&self) {
+        self.last_activity.store(clock::now_us(), Ordering::Relaxed);
     }
 
     /// Asks every channel and the connection to end, saying `reason`.
@@ -159,12 +166,33 @@ impl LiveSession {
     }
 }
 
-async fn expire_at(live: Weak<LiveSession>, valid_before: u64) {
-    let now = clock::now_unix();
-    let left = Duration::from_secs(valid_before.saturating_sub(now));
-    tokio::time::sleep(left).await;
-    if let Some(live) = live.upgrade() {
-        live.terminate(EXPIRED);
+/// Ends the session when its cert expires or it has been idle too long.
+async fn watch_lifetime(live: Weak<LiveSession>) {
+    loop {
+        let Some(session) = live.upgrade() else {
+            return;
+        };
+        let now = clock::now_us();
+        let expires = i64::try_from(session.authorized.cert().valid_before)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000);
+        let idle = i64::try_from(session.ctx.limits.idle_timeout.as_micros()).unwrap_or(i64::MAX);
+        let idle_end = session
+            .last_activity
+            .load(Ordering::Relaxed)
+            .saturating_add(idle);
+        if now >= expires {
+            session.terminate(EXPIRED);
+            return;
+        }
+        if now >= idle_end {
+            let limit = crate::policy::format_duration(session.ctx.limits.idle_timeout);
+            session.terminate(&format!("idle for {limit} (idle_timeout)"));
+            return;
+        }
+        let next = expires.min(idle_end).saturating_sub(now);
+        drop(session);
+        tokio::time::sleep(Duration::from_micros(u64::try_from(next).unwrap_or(0))).await;
     }
 }
 

@@ -37,6 +37,18 @@ impl LiveRegistry {
         }
     }
 
+    /// Live sessions of `identity` on this server.
+    pub fn count_identity(&self, identity: &str) -> usize {
+        match self.sessions.lock() {
+            Ok(sessions) => sessions
+                .values()
+                .filter_map(Weak::upgrade)
+                .filter(|s| s.authorized.identity() == identity)
+                .count(),
+            Err(_) => 0,
+        }
+    }
+
     /// Ends the sessions `revocation` covers; returns their ids.
     fn apply(&self, revocation: &Revocation) -> Vec<i64> {
         let live: Vec<Arc<LiveSession>> = match self.sessions.lock() {

@@ -97,6 +97,7 @@ async fn client_to_target(
     while let Some(msg) = reader.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
+                live.touch();
                 let recorded = live
                     .store()
                     .chunk(session, channel, Stream::Stdin, data.clone());
@@ -121,6 +122,7 @@ async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader
     let session = live.authorized.id();
     let channel = channel_number(client.id);
     while let Some(msg) = reader.wait().await {
+        live.touch();
         let delivered = match msg {
             ChannelMsg::Data { data } => {
                 if live

@@ -61,6 +61,12 @@ pub(crate) fn every_kind() -> Vec<Event> {
             client_addr: "127.0.0.1:1".into(),
             reason: "too many requests".into(),
         },
+        Event::LimitHit {
+            limit: "max_channels_per_session".into(),
+            client_addr: "127.0.0.1:1".into(),
+            identity: Some("agent-7".into()),
+            reason: "too many channels".into(),
+        },
         Event::GrantRevoked {
             revocation_id: 1,
             selector: "serial 5".into(),
