@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use portcullis::config::Config;
 use portcullis::grants::RevokeSelector;
-use portcullis::{gateway, grant, grants, policy, replay, setup};
+use portcullis::{audit, gateway, grant, grants, policy, replay, setup};
 
 #[derive(Parser)]
 #[command(
@@ -226,15 +226,22 @@ fn verify(config_path: &Path, session: Option<i64>, json: bool) -> anyhow::Resul
 /// `portcullis check`
 fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    match policy::Policy::load(&config.policy_dir) {
-        Ok(_) => {
-            println!("{}: ok", config.file.display());
-            Ok(ExitCode::SUCCESS)
+    let mut ok = true;
+    if let Err(problems) = policy::Policy::load(&config.policy_dir) {
+        println!("{problems}");
+        ok = false;
+    }
+    if config.store.exists() {
+        if let Err(e) = audit::probe_writable(&config.store) {
+            println!("{}: the store cannot write: {e}", config.store.display());
+            ok = false;
         }
-        Err(problems) => {
-            println!("{problems}");
-            Ok(ExitCode::FAILURE)
-        }
+    }
+    if ok {
+        println!("{}: ok", config.file.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
     }
 }
 

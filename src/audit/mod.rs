@@ -41,6 +41,7 @@ use std::path::PathBuf;
 pub use event::{Event, NewSession, Stream};
 pub use query::{Entry, EventRecord, Reader, SessionFilter, SessionRecord, Transcript};
 pub use recover::INTERRUPTED;
+pub use schema::probe_writable;
 pub use store::{Store, StoreOptions};
 pub use verify::{Problem, ProblemKind, VerifyReport};
 

@@ -127,13 +127,11 @@ impl Reader {
     }
 
     /// Refused authentications (`auth.refused`), oldest first.
-    pub fn list_refused_auths(
-        &self,
-        since_us: Option<i64>,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    pub fn list_refusals(&self, since_us: Option<i64>) -> Result<Vec<EventRecord>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events
-             WHERE kind = 'auth.refused' AND (?1 IS NULL OR at_us >= ?1) ORDER BY seq"
+             WHERE kind IN ('auth.refused', 'grant.refused', 'limit.hit')
+               AND (?1 IS NULL OR at_us >= ?1) ORDER BY seq"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params![since_us], event_from_row)?;

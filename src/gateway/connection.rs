@@ -84,6 +84,15 @@ pub async fn run(
         Ok(permit) => permit,
         Err(reason) => return refuse_connection(&ctx, socket, peer, &reason).await,
     };
+    // A second handle on the socket, so the connection can be cut even when
+    // the peer ignores the disconnect (or has not finished the handshake).
+    let (socket, killer) = match split_killer(socket) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take a handle on the socket");
+            return;
+        }
+    };
     let slot: SessionSlot = Arc::new(ConnectionSlot::default());
     let handler = ConnectionHandler::new(ctx.clone(), Some(peer), slot.clone(), permit);
     let mut running = match russh::server::run_stream(config, socket, handler).await {
@@ -104,6 +113,9 @@ pub async fn run(
             .await;
         reason
     };
+    let force_close = || {
+        let _ = killer.shutdown(std::net::Shutdown::Both);
+    };
     let reason = tokio::select! {
         ended = &mut running => match ended {
             Ok(()) => "client disconnected".to_string(),
@@ -112,19 +124,34 @@ pub async fn run(
         reason = slot.terminated() => {
             // Channels write their last line; then the connection goes.
             tokio::time::sleep(TERMINATION_GRACE).await;
-            cut(reason).await
+            let reason = cut(reason).await;
+            if tokio::time::timeout(Duration::from_secs(2), &mut running).await.is_err() {
+                force_close();
+            }
+            reason
         }
         () = slot.unauthenticated_after(ctx.limits.pre_auth_timeout) => {
             let limit = crate::policy::format_duration(ctx.limits.pre_auth_timeout);
             let reason = format!("refused: no authentication within {limit} (pre_auth_timeout)");
             record_limit(&ctx, "pre_auth_timeout", peer, None, &reason).await;
-            cut(reason).await
+            let reason = cut(reason).await;
+            // Before the handshake ends a disconnect may never go out.
+            if tokio::time::timeout(Duration::from_millis(200), &mut running).await.is_err() {
+                force_close();
+            }
+            reason
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
     if let Some(Admitted::Target(live)) = slot.get() {
         live.end(&reason).await;
     }
+}
+
+/// The socket for russh, and a std handle on the same socket to shut it.
+fn split_killer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std_socket = socket.into_std()?;
+    let killer = std_socket.try_clone()?;
+    Ok((TcpStream::from_std(std_socket)?, killer))
 }
 
 /// Says why in one line (before any SSH exchange) and closes.

@@ -28,7 +28,7 @@ pub struct SessionsArgs {
     /// Only from this time on: RFC 3339 (2026-11-28T07:40:00Z) or unix seconds
     #[arg(long, value_parser = parse_since)]
     pub since: Option<i64>,
-    /// List refused authentications instead of sessions
+    /// List refusals outside sessions (authentications, grant requests, limits)
     #[arg(long)]
     pub refused: bool,
     /// Print JSON
@@ -55,7 +55,7 @@ pub enum ReplayError {
 pub fn sessions(store: &Path, args: &SessionsArgs, out: &mut dyn Write) -> Result<(), ReplayError> {
     let reader = Reader::open(store)?;
     if args.refused {
-        let refused = reader.list_refused_auths(args.since)?;
+        let refused = reader.list_refusals(args.since)?;
         match args.json {
             true => write_refused_json(&refused, out)?,
             false => write_refused(&refused, out)?,

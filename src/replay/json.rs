@@ -108,7 +108,8 @@ pub fn write_sessions_json(sessions: &[SessionRecord], out: &mut dyn Write) -> i
     write_json(&list, out)
 }
 
-/// `sessions --refused --json`: an array of `auth.refused` events, each with
+/// `sessions --refused --json`: an array of refusal events (`auth.refused`,
+/// `grant.refused`, `limit.hit`), each with
 /// `"session": null` (and `offset_us` null: there is no session to measure
 /// from).
 pub fn write_refused_json(events: &[EventRecord], out: &mut dyn Write) -> io::Result<()> {

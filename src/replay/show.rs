@@ -39,7 +39,8 @@ pub fn write_sessions(sessions: &[SessionRecord], out: &mut dyn Write) -> io::Re
     write_table(&header, &rows, out)
 }
 
-/// Refused authentications: time, login, key id, serial, client, reason.
+/// Refusals outside any session (authentications, grant requests, limits):
+/// time, login, key id or identity, serial, client, reason.
 pub fn write_refused(events: &[EventRecord], out: &mut dyn Write) -> io::Result<()> {
     let header = [
         "SEQ", "TIME", "LOGIN", "KEY ID", "SERIAL", "CLIENT", "REASON",
@@ -61,6 +62,33 @@ pub fn write_refused(events: &[EventRecord], out: &mut dyn Write) -> io::Result<
                 sanitize(login),
                 key_id.as_deref().map_or_else(dash, sanitize),
                 serial.map_or_else(dash, |s| s.to_string()),
+                sanitize(client_addr),
+                sanitize(reason),
+            ],
+            Entry::Event(Event::LimitHit {
+                limit,
+                client_addr,
+                identity,
+                reason,
+            }) => [
+                e.seq.to_string(),
+                rfc3339_seconds(e.at_us),
+                dash(),
+                identity.as_deref().map_or_else(dash, sanitize),
+                dash(),
+                sanitize(client_addr),
+                sanitize(&format!("{limit}: {reason}")),
+            ],
+            Entry::Event(Event::GrantRefused {
+                identity,
+                client_addr,
+                reason,
+            }) => [
+                e.seq.to_string(),
+                rfc3339_seconds(e.at_us),
+                "grant".to_owned(),
+                sanitize(identity),
+                dash(),
                 sanitize(client_addr),
                 sanitize(reason),
             ],

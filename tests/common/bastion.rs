@@ -9,7 +9,7 @@ pub struct Bastion {
     pub config: PathBuf,
     pub log_path: PathBuf,
     targets: Vec<Target>,
-    daemon: Option<Daemon>,
+    daemon: std::sync::Mutex<Option<Daemon>>,
     keys_made: std::sync::atomic::AtomicU32,
     dir: TempDir,
 }
@@ -35,6 +35,7 @@ impl Bastion {
         if !setup.trusted_ca_files.is_empty() {
             trust_cas(root, &config, &setup.trusted_ca_files);
         }
+        set_limits(&config, &setup.limits);
 
         let upstream_ca_pub = root.join("ca/upstream_ca.pub");
         assert!(
@@ -53,17 +54,7 @@ impl Bastion {
         let log_path = root.join("serve.log");
         for _ in 0..5 {
             let port = free_port();
-            let mut daemon = Daemon::spawn(
-                Command::new(bin())
-                    .arg("serve")
-                    .arg("--config")
-                    .arg(&config)
-                    .args(["--listen", &format!("127.0.0.1:{port}")])
-                    .current_dir(root)
-                    .env_remove("PORTCULLIS_CONFIG")
-                    .env("RUST_BACKTRACE", "1"),
-                &log_path,
-            );
+            let mut daemon = launch(root, &config, port, &log_path);
             match daemon.wait_listening(port) {
                 Ok(()) => {
                     return Bastion {
@@ -71,7 +62,7 @@ impl Bastion {
                         config,
                         log_path,
                         targets,
-                        daemon: Some(daemon),
+                        daemon: std::sync::Mutex::new(Some(daemon)),
                         keys_made: std::sync::atomic::AtomicU32::new(0),
                         dir,
                     }
@@ -88,6 +79,28 @@ impl Bastion {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `kill -9` of the server, mid-whatever it was doing.
+    pub fn kill9(&self) {
+        let daemon = self.daemon.lock().map(|mut d| d.take());
+        if let Ok(Some(mut daemon)) = daemon {
+            daemon.stop();
+        }
+    }
+
+    /// Starts the server again on the same port, store and policy.
+    pub fn restart(&self) {
+        self.kill9();
+        let mut daemon = launch(self.dir(), &self.config, self.port, &self.log_path);
+        if let Err(failure) = daemon.wait_listening(self.port) {
+            panic!(
+                "portcullis serve did not come back on port {} ({failure:?})\n{}",
+                self.port,
+                tail(&self.log_path, 80)
+            );
+        }
+        *self.daemon.lock().expect("daemon lock") = Some(daemon);
     }
 
     /// The bastion's host key, as the agent pins it.
@@ -203,9 +216,7 @@ impl Bastion {
 
 impl Drop for Bastion {
     fn drop(&mut self) {
-        if let Some(mut daemon) = self.daemon.take() {
-            daemon.stop();
-        }
+        self.kill9();
         if thread::panicking() {
             eprintln!(
                 "--- portcullis serve log (port {}, dir {})\n{}",
@@ -215,6 +226,38 @@ impl Drop for Bastion {
             );
         }
     }
+}
+
+/// `portcullis serve` on `port`, logging to `log`.
+fn launch(root: &Path, config: &Path, port: u16, log: &Path) -> Daemon {
+    Daemon::spawn(
+        Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(root)
+            .env_remove("PORTCULLIS_CONFIG")
+            .env("RUST_BACKTRACE", "1"),
+        log,
+    )
+}
+
+/// Appends `key = value` lines to the config's `[limits]` table (the last
+/// table `init` writes).
+fn set_limits(config: &Path, limits: &[(String, String)]) {
+    if limits.is_empty() {
+        return;
+    }
+    let mut text = fs::read_to_string(config).expect("read portcullis.toml");
+    assert!(
+        text.contains("[limits]"),
+        "portcullis.toml has no [limits] table:\n{text}"
+    );
+    for (key, value) in limits {
+        text += &format!("{key} = {value}\n");
+    }
+    fs::write(config, text).expect("write portcullis.toml");
 }
 
 /// Lists the given CA public keys under `[ca] trusted` in portcullis.toml,

@@ -11,7 +11,7 @@
 //! to keep the temporary directories for a look afterwards.
 #![allow(dead_code)]
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -105,8 +105,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(cmd: &mut Command, log: &Path) -> Daemon {
-        let file = File::create(log).expect("create log file");
+    pub fn spawn(cmd: &mut Command, log: &Path) -> Daemon {
+        // Appending: a restarted daemon keeps its predecessor's lines.
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
         let out = file.try_clone().expect("clone log file handle");
         let child = cmd
             .stdin(Stdio::null())
@@ -122,7 +127,7 @@ impl Daemon {
 
     /// Waits until `port` accepts a TCP connection, or the process exits, or
     /// the start timeout passes.
-    fn wait_listening(&mut self, port: u16) -> Result<(), StartFailure> {
+    pub fn wait_listening(&mut self, port: u16) -> Result<(), StartFailure> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -139,7 +144,7 @@ impl Daemon {
         }
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -152,7 +157,7 @@ impl Drop for Daemon {
 }
 
 #[derive(Debug)]
-enum StartFailure {
+pub enum StartFailure {
     Exited(ExitStatus),
     Timeout,
 }

@@ -59,6 +59,8 @@ pub struct Setup {
     /// Identity keys (identity name, OpenSSH public key line).
     pub identity_keys: Vec<(String, String)>,
     pub trusted_ca_files: Vec<PathBuf>,
+    /// `[limits]` settings: key and TOML value (`"2s"` quoted, numbers bare).
+    pub limits: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -105,6 +107,12 @@ impl Setup {
             name.to_string(),
             roles.iter().map(|r| r.to_string()).collect(),
         ));
+        self
+    }
+
+    /// Sets `[limits] key = value` (a TOML value: `"\"2s\""` or `"3"`).
+    pub fn limit(mut self, key: &str, value: &str) -> Self {
+        self.limits.push((key.to_string(), value.to_string()));
         self
     }
 

@@ -159,14 +159,11 @@ async fn refused_auths_without_a_session_are_listed() {
     let refused = every_kind()[1].clone();
     store.record(None, None, refused.clone()).await.unwrap();
     let r = reader(&path);
-    let list = r.list_refused_auths(None).unwrap();
+    let list = r.list_refusals(None).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].session, None);
     assert_eq!(list[0].entry, Entry::Event(refused));
-    assert!(r
-        .list_refused_auths(Some(list[0].at_us + 1))
-        .unwrap()
-        .is_empty());
+    assert!(r.list_refusals(Some(list[0].at_us + 1)).unwrap().is_empty());
     assert!(r
         .list_sessions(&SessionFilter::default())
         .unwrap()
