@@ -121,3 +121,104 @@ fn shown(command: &str) -> String {
     let cut: String = quoted.chars().take(MAX_SHOWN).collect();
     format!("{cut}...")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::CertScope;
+    use crate::policy::UpstreamAuth;
+
+    fn scope(cert_exec: Option<&[&str]>, role_exec: &[&str], force: Option<&str>) -> Scope {
+        let parse = |p: &[&str]| PatternSet::parse(p.iter().copied()).unwrap();
+        let cert = VerifiedCert {
+            key_id: "agent-7".into(),
+            serial: 1,
+            ca_fingerprint: "SHA256:x".into(),
+            principals: vec!["web1".into()],
+            valid_after: 0,
+            valid_before: 600,
+            scope: CertScope {
+                exec: cert_exec.map(parse),
+                open: None,
+                force_command: force.map(str::to_string),
+                source_address: None,
+                permit_pty: false,
+                permit_port_forwarding: false,
+                task: None,
+            },
+        };
+        let ceiling = Ceiling {
+            target: Target {
+                name: "web1".into(),
+                address: "127.0.0.1:22".into(),
+                user: "deploy".into(),
+                host_key: None,
+                auth: UpstreamAuth::Certificate,
+            },
+            roles: vec!["ops".into()],
+            exec: parse(role_exec),
+            open: vec![],
+            pty: true,
+            single_session: false,
+        };
+        Scope::new(&cert, ceiling, 1024)
+    }
+
+    #[test]
+    fn a_command_must_be_allowed_by_both_the_cert_and_the_role() {
+        let s = scope(Some(&["systemctl status *"]), &["systemctl *"], None);
+        assert!(s.authorize_exec(b"systemctl status nginx").is_ok());
+        assert!(matches!(
+            s.authorize_exec(b"systemctl restart nginx"),
+            Err(ExecRefusal::NotInCert(_))
+        ));
+        let wide_cert = scope(Some(&["*"]), &["uptime"], None);
+        assert!(matches!(
+            wide_cert.authorize_exec(b"rm -rf /"),
+            Err(ExecRefusal::NotInPolicy { .. })
+        ));
+    }
+
+    #[test]
+    fn a_cert_without_exec_option_is_bounded_by_the_role_alone() {
+        let s = scope(None, &["uptime"], None);
+        assert!(s.authorize_exec(b"uptime").is_ok());
+        assert!(s.authorize_exec(b"uptime; id").is_err());
+    }
+
+    #[test]
+    fn force_command_replaces_the_request_and_must_itself_be_in_scope() {
+        let s = scope(None, &["uptime"], Some("uptime"));
+        let decision = s.authorize_exec(b"rm -rf /").unwrap();
+        assert_eq!(
+            (decision.requested(), decision.run()),
+            ("rm -rf /", "uptime")
+        );
+        assert!(decision.is_forced());
+        let outside = scope(None, &["uptime"], Some("id"));
+        assert!(outside.authorize_exec(b"uptime").is_err());
+    }
+
+    #[test]
+    fn non_utf8_and_overlong_commands_are_refused() {
+        let s = scope(None, &["*"], None);
+        assert!(matches!(
+            s.authorize_exec(b"\xff\xfe"),
+            Err(ExecRefusal::NotUtf8)
+        ));
+        assert!(matches!(
+            s.authorize_exec(&[b'a'; 1025]),
+            Err(ExecRefusal::TooLong(1024))
+        ));
+    }
+
+    #[test]
+    fn refusal_messages_quote_and_cut_the_command() {
+        let s = scope(None, &["uptime"], None);
+        let long = format!("echo {}\n", "x".repeat(500));
+        let message = s.authorize_exec(long.as_bytes()).unwrap_err().to_string();
+        assert!(message.contains("\"echo xxx"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.len() < 400, "{message}");
+    }
+}
