@@ -13,7 +13,7 @@ use russh::{Channel, ChannelMsg};
 use super::live::LiveSession;
 use super::ServerContext;
 use crate::grants::{self, service::Requester};
-use crate::proxy::{self, ClientChannel};
+use crate::proxy::{self, ClientChannel, EarlyInput};
 
 /// Exit status of a refused request, as a shell reports "cannot execute".
 pub const REFUSED_EXIT_STATUS: u32 = 126;
@@ -22,10 +22,13 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
     let id = channel.id();
     let (mut reader, writer) = channel.split();
     let client = ClientChannel::new(id, writer, handle);
+    // A client may send stdin, even EOF, before its request (OpenSSH's
+    // multiplexing does): keep it for the command, do not end here.
+    let mut early = EarlyInput::default();
     while let Some(msg) = reader.wait().await {
         match msg {
             ChannelMsg::Exec { command, .. } => {
-                proxy::exec::run(&live, client, reader, command).await;
+                proxy::exec::run(&live, client, reader, command, early).await;
                 return;
             }
             ChannelMsg::RequestShell { .. } => {
@@ -42,9 +45,16 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
                 client.refuse(&reason).await;
                 return;
             }
-            ChannelMsg::Close | ChannelMsg::Eof => return,
-            // pty-req, env, x11 and agent requests were answered by the
-            // handler; data before a request has nowhere to go.
+            ChannelMsg::Data { data } => {
+                let kept = early.push(data);
+                if !kept {
+                    client.refuse("too much input before the request").await;
+                    return;
+                }
+            }
+            ChannelMsg::Eof => early.closed = true,
+            ChannelMsg::Close => return,
+            // pty-req, env, x11 and agent requests were answered by the handler.
             _ => {}
         }
     }
@@ -61,10 +71,12 @@ pub async fn serve_grant_channel(
     let id = channel.id();
     let (mut reader, writer) = channel.split();
     let client = ClientChannel::new(id, writer, handle);
+    let mut early = EarlyInput::default();
     while let Some(msg) = reader.wait().await {
         match msg {
             ChannelMsg::Exec { command, .. } => {
-                grants::service::serve(&ctx, &requester, client, reader, command).await;
+                let stdin = grants::service::Stdin { reader, early };
+                grants::service::serve(&ctx, &requester, client, stdin, command).await;
                 return;
             }
             ChannelMsg::RequestShell { .. } | ChannelMsg::RequestSubsystem { .. } => {
@@ -73,7 +85,15 @@ pub async fn serve_grant_channel(
                     .await;
                 return;
             }
-            ChannelMsg::Close | ChannelMsg::Eof => return,
+            ChannelMsg::Data { data } => {
+                let kept = early.push(data);
+                if !kept {
+                    client.refuse("too much input before the request").await;
+                    return;
+                }
+            }
+            ChannelMsg::Eof => early.closed = true,
+            ChannelMsg::Close => return,
             _ => {}
         }
     }

@@ -1,8 +1,9 @@
 //! A live, admitted session: its scope, its store handle, its one upstream
 //! connection shared by all of its channels, and the signal that ends it.
 //!
-//! Invariants: the upstream connection is dialled at most once per session,
-//! and only for the [`AuthorizedSession`] this value holds; a session never
+//! Invariants: a session holds at most one upstream connection, dialled only
+//! for the [`AuthorizedSession`] this value holds (again only when the target
+//! dropped the last one); a session never
 //! outlives its certificate's `valid_before`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use russh::ChannelId;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Mutex};
 
 use super::auth::AuthorizedSession;
 use super::handler::refused_request;
@@ -25,7 +26,8 @@ pub type UpstreamResult = Result<Arc<Upstream>, Arc<UpstreamError>>;
 pub struct LiveSession {
     pub authorized: AuthorizedSession,
     ctx: Arc<ServerContext>,
-    upstream: OnceCell<UpstreamResult>,
+    /// The last dial's outcome; redialled when it failed or was dropped.
+    upstream: Mutex<Option<UpstreamResult>>,
     /// `Some(reason)` once the session must end (expiry, revocation, idle).
     ending: watch::Sender<Option<String>>,
     /// Unix micros of the last channel traffic, for the idle timeout.
@@ -44,7 +46,7 @@ impl LiveSession {
         let live = Arc::new(LiveSession {
             authorized,
             ctx,
-            upstream: OnceCell::new(),
+            upstream: Mutex::new(None),
             ending,
             last_activity: AtomicI64::new(clock::now_us()),
         });
@@ -76,16 +78,21 @@ impl LiveSession {
         }
     }
 
+    /// The session's connection to its target: the live one, or a new dial
+    /// (channels asking at once share it: the lock is held while dialling).
     pub async fn upstream(&self) -> UpstreamResult {
-        self.upstream
-            .get_or_init(|| async {
-                Upstream::dial(&self.authorized, &self.ctx.upstream)
-                    .await
-                    .map(Arc::new)
-                    .map_err(Arc::new)
-            })
+        let mut slot = self.upstream.lock().await;
+        if let Some(Ok(upstream)) = slot.as_ref() {
+            if !upstream.is_closed() {
+                return Ok(upstream.clone());
+            }
+        }
+        let dialled = Upstream::dial(&self.authorized, &self.ctx.upstream)
             .await
-            .clone()
+            .map(Arc::new)
+            .map_err(Arc::new);
+        *slot = Some(dialled.clone());
+        dialled
     }
 
     /// Notes channel traffic (the idle timeout counts from the last).
@@ -160,7 +167,8 @@ impl LiveSession {
                 tracing::error!(error = %e, "could not mark a single-session grant consumed");
             }
         }
-        if let Some(Ok(upstream)) = self.upstream.get() {
+        let upstream = self.upstream.lock().await.take();
+        if let Some(Ok(upstream)) = upstream {
             upstream.close().await;
         }
     }

@@ -18,7 +18,7 @@ use crate::cert::sign::{sign_task_cert, TaskCertSpec};
 use crate::clock;
 use crate::gateway::ServerContext;
 use crate::policy::{Approval, Identity};
-use crate::proxy::ClientChannel;
+use crate::proxy::{ClientChannel, EarlyInput};
 use russh::keys::PublicKey;
 
 /// A task public key is one line; anything longer is not one.
@@ -26,6 +26,12 @@ const MAX_STDIN: usize = 16 * 1024;
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Exit status while a request still awaits approval.
 const PENDING_EXIT_STATUS: u32 = 2;
+
+/// The request's stdin: the channel, and what came before the request.
+pub struct Stdin {
+    pub reader: ChannelReadHalf,
+    pub early: EarlyInput,
+}
 
 /// Who is asking, as authenticated by an identity key.
 pub struct Requester {
@@ -37,7 +43,7 @@ pub async fn serve(
     ctx: &Arc<ServerContext>,
     who: &Requester,
     client: ClientChannel,
-    reader: ChannelReadHalf,
+    stdin: Stdin,
     command: Vec<u8>,
 ) {
     let text = String::from_utf8_lossy(&command).into_owned();
@@ -55,7 +61,7 @@ pub async fn serve(
                 who.identity.name,
                 wait.as_secs().max(1)
             )),
-            Ok(()) => request(ctx, who, &client, reader, &args).await,
+            Ok(()) => request(ctx, who, &client, stdin, &args).await,
         },
     };
     if let Err(reason) = outcome {
@@ -79,7 +85,7 @@ async fn request(
     ctx: &Arc<ServerContext>,
     who: &Requester,
     client: &ClientChannel,
-    reader: ChannelReadHalf,
+    stdin: Stdin,
     args: &RequestArgs,
 ) -> Result<(), String> {
     if !who.identity.roles.contains(&args.role) {
@@ -91,7 +97,7 @@ async fn request(
         .get(&args.role)
         .ok_or_else(|| format!("role {:?} is not in the policy", args.role))?;
     let scope = request::narrow(role, args).map_err(|e| e.to_string())?;
-    let key = read_task_key(reader).await?;
+    let key = read_task_key(stdin).await?;
     if is_identity_key(&who.identity, &key) {
         return Err(
             "the task key must not be the identity key: generate a fresh key per task".into(),
@@ -312,9 +318,14 @@ async fn load_own_request(
         .ok_or_else(|| format!("no request {id} for identity {}", who.identity.name))
 }
 
-async fn read_task_key(mut reader: ChannelReadHalf) -> Result<PublicKey, String> {
-    let mut input = Vec::new();
-    while let Some(msg) = reader.wait().await {
+async fn read_task_key(stdin: Stdin) -> Result<PublicKey, String> {
+    let Stdin { mut reader, early } = stdin;
+    let mut input: Vec<u8> = early.data.concat();
+    let mut open = !early.closed;
+    while open {
+        let Some(msg) = reader.wait().await else {
+            break;
+        };
         match msg {
             ChannelMsg::Data { data } => {
                 input.extend_from_slice(&data);
@@ -322,7 +333,7 @@ async fn read_task_key(mut reader: ChannelReadHalf) -> Result<PublicKey, String>
                     return Err("stdin is too long for a public key".into());
                 }
             }
-            ChannelMsg::Eof | ChannelMsg::Close => break,
+            ChannelMsg::Eof | ChannelMsg::Close => open = false,
             _ => {}
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use russh::client;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
-use super::{permit, ClientChannel};
+use super::{permit, ClientChannel, EarlyInput};
 use crate::audit::{Event, Stream};
 use crate::gateway::live::{channel_number, LiveSession};
 
@@ -19,6 +19,7 @@ pub async fn run(
     client: ClientChannel,
     reader: ChannelReadHalf,
     command: Vec<u8>,
+    early: EarlyInput,
 ) {
     let decision = match live.authorized.scope().authorize_exec(&command) {
         Ok(decision) => decision,
@@ -79,10 +80,15 @@ pub async fn run(
         client.id,
         reader,
         target_writer,
+        early,
     ));
-    target_to_client(live, &client, target_reader).await;
+    tokio::select! {
+        () = target_to_client(live, &client, target_reader) => client.close().await,
+        reason = live.terminated() => {
+            client.fail(&format!("session ended: {reason}")).await;
+        }
+    }
     inbound.abort();
-    client.close().await;
 }
 
 /// stdin: client -> store -> target.
@@ -91,9 +97,22 @@ async fn client_to_target(
     id: russh::ChannelId,
     mut reader: ChannelReadHalf,
     target: ChannelWriteHalf<client::Msg>,
+    early: EarlyInput,
 ) {
     let session = live.authorized.id();
     let channel = channel_number(id);
+    for data in early.data {
+        let recorded = live
+            .store()
+            .chunk(session, channel, Stream::Stdin, data.clone());
+        if recorded.await.is_err() || target.data_bytes(data).await.is_err() {
+            let _ = target.close().await;
+            return;
+        }
+    }
+    if early.closed {
+        let _ = target.eof().await;
+    }
     while let Some(msg) = reader.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
@@ -121,8 +140,15 @@ async fn client_to_target(
 async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader: ChannelReadHalf) {
     let session = live.authorized.id();
     let channel = channel_number(client.id);
+    let mut exited = false;
     while let Some(msg) = reader.wait().await {
         live.touch();
+        if matches!(
+            msg,
+            ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }
+        ) {
+            exited = true;
+        }
         let delivered = match msg {
             ChannelMsg::Data { data } => {
                 if live
@@ -186,13 +212,34 @@ async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader
                 client.fail("the target refused to run the command").await;
                 return;
             }
-            ChannelMsg::Eof => client.writer.eof().await.is_ok(),
-            ChannelMsg::Close => return,
+            // Held back until the exit status is out: OpenSSH closes a
+            // channel once it has EOF both ways, and an exit status that
+            // arrives after its close is lost (our record makes it later than
+            // the target's).
+            ChannelMsg::Eof => true,
+            ChannelMsg::Close => break,
             _ => true,
         };
         if !delivered {
             return;
         }
+    }
+    if !exited {
+        // The target went away mid-command (restart, crash, network): the
+        // client learns that the command did not complete, and why.
+        let reason = format!(
+            "target {} closed the channel before the command's exit status",
+            live.authorized.scope().target().name
+        );
+        let _ = live
+            .record(
+                Some(client.id),
+                Event::UpstreamFailed {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+        client.fail(&reason).await;
     }
 }
 

@@ -16,6 +16,29 @@ use crate::gateway::channel::REFUSED_EXIT_STATUS;
 /// reports its own errors).
 pub const BASTION_ERROR_EXIT_STATUS: u32 = 255;
 
+/// What a client sent on a session channel before its request: stdin that
+/// must not be lost, and whether stdin is already closed (OpenSSH's
+/// multiplexing sends EOF early).
+#[derive(Default)]
+pub struct EarlyInput {
+    pub data: Vec<bytes::Bytes>,
+    pub closed: bool,
+    len: usize,
+}
+
+/// Input held before a request, at most: a client has no reason to send
+/// more before it says what the input is for.
+pub const MAX_EARLY_INPUT: usize = 256 * 1024;
+
+impl EarlyInput {
+    /// Keeps `data`; `false` when that would exceed [`MAX_EARLY_INPUT`].
+    pub fn push(&mut self, data: bytes::Bytes) -> bool {
+        self.len += data.len();
+        self.data.push(data);
+        self.len <= MAX_EARLY_INPUT
+    }
+}
+
 /// The client's side of a session channel.
 pub struct ClientChannel {
     pub id: ChannelId,

@@ -199,6 +199,11 @@ impl Upstream {
         Ok(channel)
     }
 
+    /// Whether the target dropped the connection (or it was closed).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     pub async fn close(&self) {
         let _ = self
             .handle

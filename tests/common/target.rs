@@ -12,7 +12,7 @@ pub struct Target {
     pub host_key: String,
     pub log_path: PathBuf,
     upstream_ca_pub: PathBuf,
-    daemon: Option<Daemon>,
+    daemon: std::sync::Mutex<Option<Daemon>>,
     dir: TempDir,
 }
 
@@ -115,15 +115,40 @@ impl Target {
             host_key: pub_key_line(&host_key.with_extension("pub")),
             log_path,
             upstream_ca_pub: upstream_ca_pub.to_path_buf(),
-            daemon: Some(daemon),
+            daemon: std::sync::Mutex::new(Some(daemon)),
             dir,
         })
     }
 
-    /// Stops the sshd: the target is down.
-    pub fn stop(&mut self) {
-        if let Some(mut daemon) = self.daemon.take() {
+    /// Stops the sshd (its listener; sessions already open live on in their
+    /// own processes): the target is down.
+    pub fn stop(&self) {
+        let daemon = self.daemon.lock().map(|mut d| d.take());
+        if let Ok(Some(mut daemon)) = daemon {
             daemon.stop();
+        }
+    }
+
+    /// Stops the sshd and starts it again: same port, same host key.
+    pub fn restart(&self) {
+        self.stop();
+        let config = self.dir.path().join("sshd_config");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut daemon = Daemon::spawn(
+                Command::new(SSHD).arg("-f").arg(&config).args(["-D", "-e"]),
+                &self.log_path,
+            );
+            match daemon.wait_listening(self.port) {
+                Ok(()) => {
+                    *self.daemon.lock().expect("daemon lock") = Some(daemon);
+                    return;
+                }
+                Err(f) if f.lost_port_race(&self.log_path) && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                Err(f) => panic!("target {}: sshd did not come back ({f:?})", self.name),
+            }
         }
     }
 
