@@ -16,6 +16,7 @@ use super::auth::{self, AuthRefusal};
 use super::live::LiveSession;
 use super::{channel, ServerContext, SessionSlot};
 use crate::audit::Event;
+use crate::proxy::terminal;
 
 pub struct ConnectionHandler {
     ctx: Arc<ServerContext>,
@@ -167,6 +168,9 @@ impl russh::server::Handler for ConnectionHandler {
         Ok(())
     }
 
+    // Answered here (OpenSSH sends pty-req, env and shell back to back and
+    // the reply flag is per channel); the channel's task sees the same
+    // request in its queue and, by the same scope, keeps it for upstream.
     async fn pty_request(
         &mut self,
         channel: ChannelId,
@@ -178,9 +182,18 @@ impl russh::server::Handler for ConnectionHandler {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let reason = "interactive terminals are not enabled on this bastion";
-        self.refuse(Some(channel), "pty-req", reason).await;
-        session.channel_failure(channel)
+        let refusal = match self.session() {
+            Some(live) => live.authorized.scope().authorize_pty().err(),
+            None => return session.channel_failure(channel),
+        };
+        match refusal {
+            None => session.channel_success(channel),
+            Some(refusal) => {
+                self.refuse(Some(channel), "pty-req", &refusal.to_string())
+                    .await;
+                session.channel_failure(channel)
+            }
+        }
     }
 
     async fn x11_request(
@@ -210,12 +223,16 @@ impl russh::server::Handler for ConnectionHandler {
     async fn env_request(
         &mut self,
         channel: ChannelId,
-        _name: &str,
-        _value: &str,
+        name: &str,
+        value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Like sshd without AcceptEnv: ignored, not worth a record.
-        session.channel_failure(channel)
+        // Like sshd's AcceptEnv: others are ignored, not worth a record.
+        if terminal::env_is_forwarded(name, value) {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 
     // Shell, exec and subsystem requests are answered at once; the channel's

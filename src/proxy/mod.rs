@@ -5,7 +5,11 @@
 //! token, which only exists once the action is committed to the store.
 
 pub mod exec;
+pub mod observe;
 pub mod permit;
+pub mod shell;
+pub mod splice;
+pub mod terminal;
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf};
@@ -37,6 +41,16 @@ impl ClientChannel {
         .await;
     }
 
+    /// Like [`ClientChannel::refuse`]; on a granted terminal the line ends
+    /// in CR LF, since the client's terminal is in raw mode and nothing on
+    /// the target translates it.
+    pub async fn refuse_on(&self, reason: &str, terminal: bool) {
+        let line = format!("portcullis: refused: {reason}");
+        let end = if terminal { "\r\n" } else { "\n" };
+        self.finish(&format!("{line}{end}"), REFUSED_EXIT_STATUS)
+            .await;
+    }
+
     /// One `portcullis: error: ...` line on stderr, exit status 255, close.
     pub async fn fail(&self, reason: &str) {
         self.finish_with_line(
@@ -47,9 +61,13 @@ impl ClientChannel {
     }
 
     async fn finish_with_line(&self, line: &str, status: u32) {
+        self.finish(&format!("{line}\n"), status).await;
+    }
+
+    async fn finish(&self, text: &str, status: u32) {
         let _ = self
             .writer
-            .extended_data_bytes(1, format!("{line}\n").into_bytes())
+            .extended_data_bytes(1, text.as_bytes().to_vec())
             .await;
         let _ = self.writer.exit_status(status).await;
         self.close().await;

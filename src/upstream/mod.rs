@@ -18,7 +18,8 @@ use crate::clock;
 use crate::gateway::auth::AuthorizedSession;
 use crate::policy::UpstreamAuth;
 use crate::proxy::permit::Recorded;
-use crate::scope::ExecDecision;
+use crate::proxy::terminal::ChannelSetup;
+use crate::scope::{ExecDecision, ShellDecision};
 use pinned::PinnedHostKey;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -188,14 +189,30 @@ impl Upstream {
         }
     }
 
-    /// Starts a recorded command on the target. The [`Recorded`] permit is
-    /// the proof that the command is in the store first.
+    /// Starts a recorded command on the target, after the client's granted
+    /// terminal and environment. The [`Recorded`] permit is the proof that
+    /// the command is in the store first.
     pub async fn start_exec(
         &self,
         permit: &Recorded<ExecDecision>,
+        setup: &ChannelSetup,
     ) -> Result<russh::Channel<client::Msg>, russh::Error> {
         let channel = self.handle.channel_open_session().await?;
+        setup.replay(&channel).await?;
         channel.exec(true, permit.action().run()).await?;
+        Ok(channel)
+    }
+
+    /// Opens a recorded interactive shell on the target, after the client's
+    /// granted terminal and environment.
+    pub async fn start_shell(
+        &self,
+        _permit: &Recorded<ShellDecision>,
+        setup: &ChannelSetup,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let channel = self.handle.channel_open_session().await?;
+        setup.replay(&channel).await?;
+        channel.request_shell(true).await?;
         Ok(channel)
     }
 
