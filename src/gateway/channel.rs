@@ -38,7 +38,9 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
                 ..
             } => {
                 // The handler refused (and recorded) a terminal out of scope.
-                if live.authorized.scope().authorize_pty().is_ok() {
+                if live.authorized.scope().authorize_pty().is_err() {
+                    setup.note_terminal_refused();
+                } else {
                     let event = Event::PtyAllowed {
                         term: term.clone(),
                         cols: col_width,

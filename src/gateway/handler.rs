@@ -191,6 +191,11 @@ impl russh::server::Handler for ConnectionHandler {
             Some(refusal) => {
                 self.refuse(Some(channel), "pty-req", &refusal.to_string())
                     .await;
+                // The reason goes out before the failure: `ssh -t` gives up
+                // on the failure and would never see the shell's answer.
+                // One short line, so the unbounded queue is no concern.
+                let line = format!("portcullis: refused: terminal: {refusal}\r\n");
+                let _ = session.extended_data(channel, 1, line.into_bytes());
                 session.channel_failure(channel)
             }
         }

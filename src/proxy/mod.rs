@@ -51,6 +51,12 @@ impl ClientChannel {
             .await;
     }
 
+    /// Exit status 126 and close, without a line: the client was told why.
+    pub async fn end_refused(&self) {
+        let _ = self.writer.exit_status(REFUSED_EXIT_STATUS).await;
+        self.close().await;
+    }
+
     /// One `portcullis: error: ...` line on stderr, exit status 255, close.
     pub async fn fail(&self, reason: &str) {
         self.finish_with_line(

@@ -17,6 +17,7 @@ use super::terminal::ChannelSetup;
 use super::{permit, splice, ClientChannel};
 use crate::audit::Event;
 use crate::gateway::live::LiveSession;
+use crate::scope::TerminalRefusal;
 
 pub async fn run(
     live: &Arc<LiveSession>,
@@ -36,7 +37,16 @@ pub async fn run(
             if let Err(e) = live.record(Some(client.id), event).await {
                 tracing::error!(error = %e, "could not record a refused shell");
             }
-            client.refuse_on(&reason, on_terminal).await;
+            // After a refused pty-req the client already has the line.
+            let told = setup.terminal_refused()
+                && matches!(
+                    refusal,
+                    TerminalRefusal::NoPermitPty | TerminalRefusal::NoPtyRole { .. }
+                );
+            match told {
+                true => client.end_refused().await,
+                false => client.refuse_on(&reason, on_terminal).await,
+            }
             return;
         }
     };

@@ -33,6 +33,8 @@ pub struct PtyRequest {
 pub struct ChannelSetup {
     pty: Option<PtyRequest>,
     env: Vec<(String, String)>,
+    /// A pty-req was refused, and the client was told why.
+    terminal_refused: bool,
 }
 
 /// Like sshd's `AcceptEnv TERM LANG LC_*`: the locale and terminal type
@@ -56,6 +58,15 @@ impl ChannelSetup {
     /// A later pty-req replaces an earlier one, as it would on sshd.
     pub fn set_pty(&mut self, pty: PtyRequest) {
         self.pty = Some(pty);
+    }
+
+    /// Notes that the handler refused a terminal (and said why).
+    pub fn note_terminal_refused(&mut self) {
+        self.terminal_refused = true;
+    }
+
+    pub fn terminal_refused(&self) -> bool {
+        self.terminal_refused
     }
 
     /// Records a size change before the exec or shell; false when there is

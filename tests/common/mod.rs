@@ -174,6 +174,7 @@ mod outcome;
 mod setup;
 mod store;
 mod target;
+mod terminal;
 
 pub use bastion::*;
 pub use client::*;
@@ -183,3 +184,4 @@ pub use outcome::*;
 pub use setup::*;
 pub use store::*;
 pub use target::*;
+pub use terminal::*;
