@@ -197,6 +197,9 @@ fn observed_commands_list_what_was_typed() {
         .iter()
         .filter_map(|e| e["line"].as_str())
         .collect();
+    // The first line was typed before the prompt, like an agent does.
+    assert!(lines.contains(&"echo ready-$((20+22))"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("Last login")), "{lines:?}");
     assert!(lines.contains(&"echo observed-$((0+1))"), "{lines:?}");
     assert!(lines.contains(&"echo typo-$((4+4))"), "{lines:?}");
 

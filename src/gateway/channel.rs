@@ -74,20 +74,19 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
                     }
                 }
             }
+            // Without a terminal there is nothing to resize.
             ChannelMsg::WindowChange {
                 col_width,
                 row_height,
                 pix_width,
                 pix_height,
-            } => {
-                if setup.pty().is_some() {
-                    let event = Event::PtyResize {
-                        cols: col_width,
-                        rows: row_height,
-                    };
-                    if record(&live, id, event).await {
-                        setup.resize(col_width, row_height, pix_width, pix_height);
-                    }
+            } if setup.pty().is_some() => {
+                let event = Event::PtyResize {
+                    cols: col_width,
+                    rows: row_height,
+                };
+                if record(&live, id, event).await {
+                    setup.resize(col_width, row_height, pix_width, pix_height);
                 }
             }
             ChannelMsg::Exec { command, .. } => {

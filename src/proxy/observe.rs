@@ -12,10 +12,21 @@
 //! tab completion happen on the target, so only the echoed line shows what
 //! the shell received. The line is read when the echo of Enter (the first
 //! line feed in the output after Enter) arrives, not when Enter is typed,
-//! because keys typed in one burst arrive before their echo.
+//! because keys typed in one burst arrive before their echo. Keys typed
+//! before the prompt (an agent often sends its first line at once) are
+//! echoed after unrelated output such as `Last login: ...`: a line is only
+//! taken if it shows the last character typed on it, else the next line
+//! of output is tried, a few times at most.
 
+mod typing;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use typing::{Typed, Typing};
 use vt100::{Callbacks, Parser};
 
 /// Bounds of the emulated screen, whatever size the client claims.
@@ -25,6 +36,8 @@ pub const MAX_ROWS: u16 = 200;
 pub const MAX_LINE_CHARS: usize = 4096;
 /// Enters typed ahead of their echo that are still matched to lines.
 const MAX_PENDING: usize = 16;
+/// Lines of output tried for one Enter before it is given up.
+const MAX_MISSES: u8 = 3;
 
 /// Counts rows scrolled off the top, so a line start stays on its text.
 #[derive(Default)]
@@ -43,8 +56,16 @@ pub struct Observer {
     /// Where the cursor was when the current line's first key arrived, and
     /// the scroll count then.
     start: Option<(u16, u16, u32)>,
-    /// Enters typed whose echo has not arrived yet.
-    pending: usize,
+    /// Enters typed whose echo has not arrived yet, oldest first.
+    pending: VecDeque<Pending>,
+    typing: Typing,
+}
+
+/// An Enter waiting for its echo.
+struct Pending {
+    /// The last character typed on its line: the echoed line must show it.
+    last: Option<char>,
+    misses: u8,
 }
 
 fn clamp(value: u32, max: u16) -> std::num::NonZeroU16 {
@@ -63,7 +84,8 @@ impl Observer {
         Observer {
             parser: Some(parser),
             start: None,
-            pending: 0,
+            pending: VecDeque::new(),
+            typing: Typing::default(),
         }
     }
 
@@ -76,16 +98,19 @@ impl Observer {
     /// Bytes the client typed.
     pub fn input(&mut self, data: &[u8]) {
         for &byte in data {
-            match byte {
-                b'\r' | b'\n' => {
-                    // Enter on an empty prompt is not a command.
-                    if self.start.is_some() || self.pending > 0 {
-                        self.pending = (self.pending + 1).min(MAX_PENDING);
-                    }
+            match self.typing.key(byte) {
+                Typed::Activity if self.start.is_none() && self.pending.is_empty() => {
+                    self.start = self.cursor();
+                }
+                // Enter on an empty prompt is not a command.
+                Typed::Enter { last }
+                    if (self.start.is_some() || !self.pending.is_empty())
+                        && self.pending.len() < MAX_PENDING =>
+                {
+                    self.pending.push_back(Pending { last, misses: 0 });
                 }
                 // ^C / ^D abandon the line being edited (not one already sent).
-                0x03 | 0x04 if self.pending == 0 => self.start = None,
-                _ if self.start.is_none() && self.pending == 0 => self.start = self.cursor(),
+                Typed::Cancel if self.pending.is_empty() => self.start = None,
                 _ => {}
             }
         }
@@ -95,20 +120,49 @@ impl Observer {
     pub fn output(&mut self, data: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
         let mut rest = data;
-        while self.pending > 0 {
+        while !self.pending.is_empty() {
             let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
                 break;
             };
             self.process(&rest[..lf]);
-            self.pending -= 1;
-            if let Some(line) = self.take_line() {
+            if let Some(line) = self.match_line() {
                 lines.push(line);
             }
             self.process(&rest[lf..=lf]);
             rest = &rest[lf + 1..];
+            // A line typed ahead starts where the next row does.
+            self.start = match self.pending.is_empty() {
+                true => None,
+                false => self.cursor().map(|(row, _, scrolls)| (row, 0, scrolls)),
+            };
         }
         self.process(rest);
         lines
+    }
+
+    /// Decides whether the row being ended is the oldest pending Enter's
+    /// echo: yes if it shows that line's last character; an empty row is
+    /// input the terminal did not echo (a password) and ends it unseen.
+    fn match_line(&mut self) -> Option<String> {
+        let text = self.read_line();
+        let pending = self.pending.front_mut()?;
+        match text {
+            None => {
+                self.pending.pop_front();
+                None
+            }
+            Some(text) if pending.last.is_none_or(|c| text.contains(c)) => {
+                self.pending.pop_front();
+                Some(text)
+            }
+            Some(_) => {
+                pending.misses += 1;
+                if pending.misses >= MAX_MISSES {
+                    self.pending.pop_front();
+                }
+                None
+            }
+        }
     }
 
     fn process(&mut self, bytes: &[u8]) {
@@ -124,10 +178,9 @@ impl Observer {
         Some((row, col, parser.callbacks().0))
     }
 
-    /// The text from the line's start to the end of the cursor's row. A
-    /// line typed ahead has no known start: its whole row is taken.
-    fn take_line(&mut self) -> Option<String> {
-        let start = self.start.take();
+    /// The text from the line's start to the end of the cursor's row.
+    fn read_line(&self) -> Option<String> {
+        let start = self.start;
         let parser = self.parser.as_ref()?;
         let screen = parser.screen();
         if screen.alternate_screen() {
@@ -177,92 +230,5 @@ impl Observer {
                 self.parser = None;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A shell that echoes keys as typed, then runs the line on Enter.
-    fn session(steps: &[(&str, &str)]) -> Vec<String> {
-        let mut o = Observer::new(80, 24);
-        let mut lines = Vec::new();
-        for (input, output) in steps {
-            o.input(input.as_bytes());
-            lines.extend(o.output(output.as_bytes()));
-        }
-        lines
-    }
-
-    #[test]
-    fn a_typed_line_is_observed_without_its_prompt() {
-        let lines = session(&[
-            ("", "user@web1:~$ "),
-            ("l", "l"),
-            ("s", "s"),
-            ("\r", "\r\nfile\r\nuser@web1:~$ "),
-        ]);
-        assert_eq!(lines, ["ls"]);
-    }
-
-    #[test]
-    fn a_line_sent_in_one_burst_is_read_when_its_echo_arrives() {
-        let lines = session(&[("", "$ "), ("echo hi\r", ""), ("", "echo hi\r\nhi\r\n$ ")]);
-        assert_eq!(lines, ["echo hi"]);
-    }
-
-    #[test]
-    fn editing_shows_the_final_line() {
-        // "echo tyop", two backspaces (the shell echoes "\b \b"), then "po".
-        let lines = session(&[
-            ("", "$ "),
-            ("echo tyop", "echo tyop"),
-            ("\x7f\x7f", "\x08 \x08\x08 \x08"),
-            ("po", "po"),
-            ("\r", "\r\n$ "),
-        ]);
-        assert_eq!(lines, ["echo typo"]);
-    }
-
-    #[test]
-    fn empty_lines_interrupted_lines_and_unechoed_input_are_not_commands() {
-        let lines = session(&[
-            ("", "$ "),
-            ("\r", "\r\n$ "),
-            ("abc", "abc"),
-            ("\x03", "^C\r\n$ "),
-            ("secret\r", "\r\n$ "),
-        ]);
-        // The password-like line was not echoed: the screen shows nothing.
-        assert_eq!(lines, Vec::<String>::new());
-    }
-
-    #[test]
-    fn full_screen_programs_are_not_observed() {
-        let lines = session(&[("", "$ "), ("x", "\x1b[?1049hx"), ("\r", "\r\n")]);
-        assert!(lines.is_empty(), "{lines:?}");
-    }
-
-    #[test]
-    fn a_long_line_wrapping_at_the_bottom_is_whole() {
-        let mut o = Observer::new(10, 3);
-        o.output(b"a\r\nb\r\n$ ");
-        let typed = "echo 0123456789abc";
-        o.input(typed.as_bytes());
-        o.output(typed.as_bytes());
-        o.input(b"\r");
-        assert_eq!(o.output(b"\r\n"), [typed]);
-    }
-
-    #[test]
-    fn absurd_sizes_and_bytes_do_not_panic() {
-        let mut o = Observer::new(u32::MAX, 0);
-        o.input(b"x\r");
-        let noise: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-        let _ = o.output(&noise);
-        o.resize(0, u32::MAX);
-        o.input(b"y\r\r\r");
-        let _ = o.output(b"\x1b[999;999H\n\n\n");
     }
 }

@@ -184,4 +184,5 @@ pub use outcome::*;
 pub use setup::*;
 pub use store::*;
 pub use target::*;
+#[allow(unused_imports)]
 pub use terminal::*;
