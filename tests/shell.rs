@@ -69,6 +69,26 @@ fn shell_opens_when_cert_role_and_exec_scope_allow_it() {
         shell[0]["seq"].as_i64() < first_data,
         "the shell is recorded before any byte flows: {show:#}"
     );
+    b.cli_ok("verify", &[]);
+}
+
+/// With OpenSSH's meaning, a cert's force-command replaces a shell too.
+#[test]
+fn shell_request_runs_the_forced_command_instead() {
+    let b = Bastion::start(shell_setup());
+    let spec = CertSpec::standard()
+        .option("permit-pty")
+        .option("force-command=echo forced");
+    let out = b
+        .signed_agent(&b.task_ca(), &spec)
+        .run_ssh(Tty::Never, &[], None);
+
+    assert_output(&out, 0, "forced\n");
+    wait_for_event(&b, "exec.allowed", |e| e["forced_command"] == "echo forced");
+    assert!(
+        !shell_started_on_target(&b),
+        "no shell started on the target"
+    );
 }
 
 #[test]

@@ -74,7 +74,9 @@ pub fn schedule<'t>(recording: &Recording<'t>, speed: f64, max_idle: f64) -> Vec
         let gap = frame.offset_us.saturating_sub(previous).max(0) as f64;
         recorded_us += gap.min(max_idle_us);
         previous = frame.offset_us;
-        let at = Duration::try_from_secs_f64(recorded_us / 1e6 / speed).unwrap_or(MAX_WAIT);
+        // `as` saturates: a huge or NaN value cannot wrap or panic.
+        let at_us = (recorded_us / speed).round() as u64;
+        let at = Duration::from_micros(at_us).min(MAX_WAIT);
         steps.push(Step {
             at,
             recorded_us,
