@@ -3,10 +3,11 @@
 //! variables (env). The channel task collects them here and they are
 //! replayed on the target's channel just before the exec or shell.
 //!
-//! Invariant: a [`ChannelSetup`] only ever holds what was granted and
-//! recorded: a terminal only when the scope allows one, and only the
+//! Invariant: a [`ChannelSetup`] holds at most one terminal and only the
 //! environment variables [`env_is_forwarded`] accepts, bounded in number
-//! and size.
+//! and size. The channel task (`gateway::channel`) is its only filler, and
+//! adds a terminal only when the scope grants one, each setting only after
+//! its row is committed.
 
 use russh::client;
 use russh::{Channel, Pty, Sig};

@@ -204,7 +204,9 @@ impl Upstream {
     }
 
     /// Opens a recorded interactive shell on the target, after the client's
-    /// granted terminal and environment.
+    /// granted terminal and environment. The [`Recorded`] permit carries
+    /// nothing to send: holding one is the proof that the shell is in the
+    /// store first, and only `Scope::authorize_shell` can start one.
     pub async fn start_shell(
         &self,
         _permit: &Recorded<ShellDecision>,
