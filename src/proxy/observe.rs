@@ -208,15 +208,16 @@ impl Observer {
             screen.contents_between(start_row, start_col, row, cols.get())
         }))
         .ok()?;
-        let line: String = text
+        let joined = text
             .split('\n')
             .map(str::trim_end)
             .collect::<Vec<_>>()
-            .join(" ")
-            .trim()
-            .chars()
-            .take(MAX_LINE_CHARS)
-            .collect();
+            .join(" ");
+        let mut line = joined.trim();
+        if start_col == 0 {
+            line = strip_prompt(line);
+        }
+        let line: String = line.chars().take(MAX_LINE_CHARS).collect();
         (!line.is_empty()).then_some(line)
     }
 
@@ -230,5 +231,20 @@ impl Observer {
                 self.parser = None;
             }
         }
+    }
+}
+
+/// A line read from the start of its row (typed before the prompt was
+/// drawn) may begin with the prompt the shell then drew: `root@web1:~# `,
+/// `user@host:~$ `, `$ `. A first `$`, `#`, `%` or `>` followed by a space,
+/// with no blank before it, ends such a prompt; `echo a # b` keeps its `#`.
+pub(crate) fn strip_prompt(line: &str) -> &str {
+    let Some(end) = line.find(['$', '#', '%', '>']) else {
+        return line;
+    };
+    let (prompt, rest) = line.split_at(end + 1);
+    match rest.strip_prefix(' ') {
+        Some(command) if !prompt.contains(char::is_whitespace) => command.trim_start(),
+        _ => line,
     }
 }

@@ -113,3 +113,16 @@ fn a_line_recalled_from_history_is_observed() {
     let lines = session(&[("", "$ "), ("\x1b[A", "ls -l"), ("\r", "\r\n")]);
     assert_eq!(lines, ["ls -l"]);
 }
+
+#[test]
+fn a_prompt_drawn_before_a_typed_ahead_line_is_left_out() {
+    use super::strip_prompt;
+    assert_eq!(strip_prompt("root@vm:~# echo hi"), "echo hi");
+    assert_eq!(strip_prompt("user@web1:~/src$ ls -l"), "ls -l");
+    assert_eq!(strip_prompt("$ ls"), "ls");
+    assert_eq!(strip_prompt("echo a # b"), "echo a # b");
+    assert_eq!(strip_prompt("echo $HOME"), "echo $HOME");
+    assert_eq!(strip_prompt("ls>out"), "ls>out");
+    let lines = session(&[("ls\r", ""), ("", "$ ls\r\nfile\r\n$ ")]);
+    assert_eq!(lines, ["ls"]);
+}
