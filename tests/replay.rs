@@ -218,8 +218,10 @@ fn replay_cuts_long_pauses_to_max_idle() {
     );
 }
 
-#[test]
-fn replay_quits_on_q_and_restores_the_terminal() {
+/// Plays a recorded shell very slowly in a terminal, shows the progress
+/// line, sends `key`, and checks playback stopped and the terminal is back
+/// in cooked mode.
+fn assert_replay_stops_on(key: &str) {
     let b = Bastion::start(shell_setup());
     let id = record_shell_session(&b);
     let replay = format!(
@@ -230,7 +232,7 @@ fn replay_quits_on_q_and_restores_the_terminal() {
     let term = Terminal::start(&["sh".into(), "-c".into(), replay], 80, 24);
     term.wait_for("q quits");
 
-    term.send_keys(&["q"]);
+    term.send_keys(&[key]);
     let (code, screen) = term.wait_exit();
 
     assert_eq!(code, 0, "{screen}");
@@ -243,6 +245,16 @@ fn replay_quits_on_q_and_restores_the_terminal() {
     for mode in ["icanon", "echo", "isig", "opost"] {
         assert!(modes.contains(&mode), "{mode} is restored:\n{screen}");
     }
+}
+
+#[test]
+fn replay_quits_on_q_and_restores_the_terminal() {
+    assert_replay_stops_on("q");
+}
+
+#[test]
+fn replay_quits_on_ctrl_c_and_restores_the_terminal() {
+    assert_replay_stops_on("C-c");
 }
 
 #[test]
