@@ -67,6 +67,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Play a session back in the terminal with its original timing
+    Replay(replay::ReplayArgs),
+    /// Export a session: asciicast v2 for any player, or the whole transcript as JSON
+    Export(replay::ExportArgs),
     /// Check the tamper-evident chain of the audit log
     Verify {
         session: Option<i64>,
@@ -106,6 +110,8 @@ fn main() -> ExitCode {
         Command::Revoke(args) => revoke(&config_path, &args),
         Command::Sessions(args) => sessions(&config_path, &args),
         Command::Show { session, json } => show(&config_path, session, json),
+        Command::Replay(args) => replay(&config_path, &args),
+        Command::Export(args) => export(&config_path, &args),
         Command::Verify { session, json } => verify(&config_path, session, json),
         Command::Check => check(&config_path),
     };
@@ -209,6 +215,20 @@ fn sessions(config_path: &Path, args: &replay::SessionsArgs) -> anyhow::Result<E
 fn show(config_path: &Path, session: i64, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     replay::show(&config.store, session, json, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis replay SESSION [--speed X] [--max-idle SECONDS]`
+fn replay(config_path: &Path, args: &replay::ReplayArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    replay::replay(&config.store, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis export SESSION --format asciicast|json [-o FILE]`
+fn export(config_path: &Path, args: &replay::ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    replay::export(&config.store, args)?;
     Ok(ExitCode::SUCCESS)
 }
 

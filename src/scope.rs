@@ -2,8 +2,9 @@
 //! ceiling of the identity's roles.
 //!
 //! Invariant: an [`ExecDecision`] can only be made here, and only for a
-//! command both the certificate and the policy allow; proxy code needs one
-//! to run anything upstream.
+//! command both the certificate and the policy allow; a [`ShellDecision`]
+//! only when the certificate grants `permit-pty`, a role grants `pty`, and
+//! neither restricts commands. Proxy code needs one to run anything upstream.
 
 use crate::cert::VerifiedCert;
 use crate::policy::{Ceiling, PatternSet, Target};
@@ -15,8 +16,10 @@ pub struct Scope {
     cert_exec: Option<PatternSet>,
     role_exec: PatternSet,
     force_command: Option<String>,
-    /// Interactive terminals: the cert's `permit-pty` and a role's `pty`.
-    pty: bool,
+    /// The cert's `permit-pty` extension.
+    cert_pty: bool,
+    /// Some role of the ceiling has `pty = true`.
+    role_pty: bool,
     /// Longest command accepted, in bytes (`[limits] max_command_bytes`):
     /// a bound keeps matching and recording cheap.
     max_command_bytes: usize,
@@ -60,6 +63,31 @@ pub enum ExecRefusal {
     },
 }
 
+/// An interactive shell that may open. Only [`Scope::authorize_shell`]
+/// makes one: the private field keeps other code from forging it.
+#[derive(Debug, Clone)]
+pub struct ShellDecision {
+    _made_by_scope: (),
+}
+
+/// Why a terminal or a shell is refused; worded for the client's terminal
+/// and the audit row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TerminalRefusal {
+    #[error("the certificate does not grant a terminal (no permit-pty)")]
+    NoPermitPty,
+    #[error("no role of identity {identity} on target {target} grants a terminal (pty = true)")]
+    NoPtyRole { identity: String, target: String },
+    #[error(
+        "a shell needs unrestricted commands, but the certificate's exec@portcullis limits them"
+    )]
+    CertRestrictsCommands,
+    #[error(
+        "a shell needs unrestricted commands, but the policy limits those of identity {identity} on target {target}"
+    )]
+    PolicyRestrictsCommands { identity: String, target: String },
+}
+
 impl Scope {
     pub fn new(cert: &VerifiedCert, ceiling: Ceiling, max_command_bytes: usize) -> Scope {
         Scope {
@@ -68,7 +96,8 @@ impl Scope {
             cert_exec: cert.scope.exec.clone(),
             role_exec: ceiling.exec,
             force_command: cert.scope.force_command.clone(),
-            pty: cert.scope.permit_pty && ceiling.pty,
+            cert_pty: cert.scope.permit_pty,
+            role_pty: ceiling.pty,
             max_command_bytes,
         }
     }
@@ -79,7 +108,46 @@ impl Scope {
 
     /// Whether a PTY may be requested (both the cert and the policy grant it).
     pub fn allows_pty(&self) -> bool {
-        self.pty
+        self.authorize_pty().is_ok()
+    }
+
+    /// A terminal needs the cert's `permit-pty` and a role's `pty = true`.
+    pub fn authorize_pty(&self) -> Result<(), TerminalRefusal> {
+        if !self.cert_pty {
+            return Err(TerminalRefusal::NoPermitPty);
+        }
+        if !self.role_pty {
+            return Err(TerminalRefusal::NoPtyRole {
+                identity: self.identity.clone(),
+                target: self.target.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decides whether an interactive shell may open. A shell can run any
+    /// command, so it needs what a terminal needs and an exec scope that is
+    /// the lone `"*"` on both sides: an allow-list never opens a shell.
+    pub fn authorize_shell(&self) -> Result<ShellDecision, TerminalRefusal> {
+        self.authorize_pty()?;
+        if !self.role_exec.is_unrestricted() {
+            return Err(TerminalRefusal::PolicyRestrictsCommands {
+                identity: self.identity.clone(),
+                target: self.target.name.clone(),
+            });
+        }
+        if let Some(cert_exec) = &self.cert_exec {
+            if !cert_exec.is_unrestricted() {
+                return Err(TerminalRefusal::CertRestrictsCommands);
+            }
+        }
+        Ok(ShellDecision { _made_by_scope: () })
+    }
+
+    /// The cert's `force-command`: with OpenSSH's meaning it replaces a
+    /// shell request too.
+    pub fn forced_command(&self) -> Option<&str> {
+        self.force_command.as_deref()
     }
 
     /// Decides whether the exec request `raw` may run.
@@ -123,7 +191,10 @@ fn shown(command: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod exec_tests {
     use super::*;
     use crate::cert::CertScope;
     use crate::policy::UpstreamAuth;

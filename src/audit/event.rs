@@ -49,6 +49,27 @@ pub enum Event {
     ExitStatus { status: u32 },
     #[serde(rename = "exit.signal")]
     ExitSignal { signal: String, core_dumped: bool },
+    /// A terminal granted to a channel, with its size when requested.
+    #[serde(rename = "pty.allowed")]
+    PtyAllowed { term: String, cols: u32, rows: u32 },
+    /// The client's terminal changed size (window-change).
+    #[serde(rename = "pty.resize")]
+    PtyResize { cols: u32, rows: u32 },
+    /// An environment variable passed on to the target (TERM, LANG, LC_*).
+    #[serde(rename = "env.allowed")]
+    EnvAllowed { name: String, value: String },
+    #[serde(rename = "shell.allowed")]
+    ShellAllowed { pty: bool },
+    #[serde(rename = "shell.refused")]
+    ShellRefused { reason: String },
+    /// A signal the client sent to the remote process.
+    #[serde(rename = "signal")]
+    Signal { signal: String },
+    /// A command line reconstructed from the terminal screen when Enter was
+    /// typed: what the agent appeared to run, not an authoritative record
+    /// (the stream bytes are).
+    #[serde(rename = "command.observed")]
+    CommandObserved { line: String },
     /// Written only by `Store::begin_session`.
     #[serde(rename = "session.start")]
     SessionStart(NewSession),
@@ -131,6 +152,13 @@ impl Event {
             Event::UpstreamFailed { .. } => "upstream.failed",
             Event::ExitStatus { .. } => "exit.status",
             Event::ExitSignal { .. } => "exit.signal",
+            Event::PtyAllowed { .. } => "pty.allowed",
+            Event::PtyResize { .. } => "pty.resize",
+            Event::EnvAllowed { .. } => "env.allowed",
+            Event::ShellAllowed { .. } => "shell.allowed",
+            Event::ShellRefused { .. } => "shell.refused",
+            Event::Signal { .. } => "signal",
+            Event::CommandObserved { .. } => "command.observed",
             Event::SessionStart(_) => "session.start",
             Event::SessionEnd { .. } => "session.end",
             Event::GrantRequested { .. } => "grant.requested",

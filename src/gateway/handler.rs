@@ -19,6 +19,7 @@ use super::{channel, connection, Admitted, ServerContext, SessionSlot};
 use crate::audit::Event;
 use crate::grants::service::Requester;
 use crate::policy::RESERVED_LOGIN;
+use crate::proxy::terminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct ConnectionHandler {
@@ -248,6 +249,9 @@ impl russh::server::Handler for ConnectionHandler {
         Ok(())
     }
 
+    // Answered here (OpenSSH sends pty-req, env and shell back to back and
+    // the reply flag is per channel); the channel's task sees the same
+    // request in its queue and, by the same scope, keeps it for upstream.
     async fn pty_request(
         &mut self,
         channel: ChannelId,
@@ -259,9 +263,23 @@ impl russh::server::Handler for ConnectionHandler {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let reason = "interactive terminals are not enabled on this bastion";
-        self.refuse(Some(channel), "pty-req", reason).await;
-        session.channel_failure(channel)
+        let refusal = match self.session() {
+            Some(live) => live.authorized.scope().authorize_pty().err(),
+            None => return session.channel_failure(channel),
+        };
+        match refusal {
+            None => session.channel_success(channel),
+            Some(refusal) => {
+                self.refuse(Some(channel), "pty-req", &refusal.to_string())
+                    .await;
+                // The reason goes out before the failure: `ssh -t` gives up
+                // on the failure and would never see the shell's answer.
+                // One short line, so the unbounded queue is no concern.
+                let line = format!("portcullis: refused: terminal: {refusal}\r\n");
+                let _ = session.extended_data(channel, 1, line.into_bytes());
+                session.channel_failure(channel)
+            }
+        }
     }
 
     async fn x11_request(
@@ -291,12 +309,16 @@ impl russh::server::Handler for ConnectionHandler {
     async fn env_request(
         &mut self,
         channel: ChannelId,
-        _name: &str,
-        _value: &str,
+        name: &str,
+        value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Like sshd without AcceptEnv: ignored, not worth a record.
-        session.channel_failure(channel)
+        // Like sshd's AcceptEnv: others are ignored, not worth a record.
+        if terminal::env_is_forwarded(name, value) {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 
     // Shell, exec and subsystem requests are answered at once; the channel's

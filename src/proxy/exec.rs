@@ -1,24 +1,25 @@
-//! Exec channels: decide, record, run upstream, splice both ways.
+//! Exec channels: decide, record, run upstream (with the terminal the
+//! client was granted, if any), splice both ways.
 //!
-//! Invariant: stdin, stdout and stderr bytes are handed to the store before
-//! they are forwarded; the exit status is committed before the client sees
-//! it. Each direction awaits the other side's window, and the store's queue
-//! is bounded, so no stream is buffered without bound.
+//! Invariant: the command is committed to the store before it reaches the
+//! target, and a command outside the scope never reaches it: a refusal is
+//! recorded and answered with one line and exit status 126.
 
 use std::sync::Arc;
 
-use russh::client;
-use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use russh::ChannelReadHalf;
 
-use super::{permit, ClientChannel, EarlyInput};
-use crate::audit::{Event, Stream};
-use crate::gateway::live::{channel_number, LiveSession};
+use super::terminal::ChannelSetup;
+use super::{permit, splice, ClientChannel, EarlyInput};
+use crate::audit::Event;
+use crate::gateway::live::LiveSession;
 
 pub async fn run(
     live: &Arc<LiveSession>,
     client: ClientChannel,
     reader: ChannelReadHalf,
     command: Vec<u8>,
+    setup: ChannelSetup,
     early: EarlyInput,
 ) {
     let decision = match live.authorized.scope().authorize_exec(&command) {
@@ -32,7 +33,7 @@ pub async fn run(
             if let Err(e) = live.record(Some(client.id), event).await {
                 tracing::error!(error = %e, "could not record a refused command");
             }
-            client.refuse(&reason).await;
+            client.refuse_on(&reason, setup.pty().is_some()).await;
             return;
         }
     };
@@ -42,210 +43,17 @@ pub async fn run(
             .await;
         return;
     };
-    let upstream = match live.upstream().await {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            let reason = e.to_string();
-            let _ = live
-                .record(
-                    Some(client.id),
-                    Event::UpstreamFailed {
-                        reason: reason.clone(),
-                    },
-                )
-                .await;
-            client.fail(&reason).await;
-            return;
-        }
+    let Some(upstream) = splice::target_or_fail(live, &client).await else {
+        return;
     };
-    let target_channel = match upstream.start_exec(&permit).await {
+    let target_channel = match upstream.start_exec(&permit, &setup).await {
         Ok(channel) => channel,
         Err(e) => {
             let reason = format!("target {}: {e}", live.authorized.scope().target().name);
-            let _ = live
-                .record(
-                    Some(client.id),
-                    Event::UpstreamFailed {
-                        reason: reason.clone(),
-                    },
-                )
-                .await;
-            client.fail(&reason).await;
+            splice::fail_target(live, &client, reason).await;
             return;
         }
     };
-    let (target_reader, target_writer) = target_channel.split();
-    let inbound = tokio::spawn(client_to_target(
-        live.clone(),
-        client.id,
-        reader,
-        target_writer,
-        early,
-    ));
-    tokio::select! {
-        () = target_to_client(live, &client, target_reader) => client.close().await,
-        reason = live.terminated() => {
-            client.fail(&format!("session ended: {reason}")).await;
-        }
-    }
-    inbound.abort();
-}
-
-/// stdin: client -> store -> target.
-async fn client_to_target(
-    live: Arc<LiveSession>,
-    id: russh::ChannelId,
-    mut reader: ChannelReadHalf,
-    target: ChannelWriteHalf<client::Msg>,
-    early: EarlyInput,
-) {
-    let session = live.authorized.id();
-    let channel = channel_number(id);
-    for data in early.data {
-        let recorded = live
-            .store()
-            .chunk(session, channel, Stream::Stdin, data.clone());
-        if recorded.await.is_err() || target.data_bytes(data).await.is_err() {
-            let _ = target.close().await;
-            return;
-        }
-    }
-    if early.closed {
-        let _ = target.eof().await;
-    }
-    while let Some(msg) = reader.wait().await {
-        match msg {
-            ChannelMsg::Data { data } => {
-                live.touch();
-                let recorded = live
-                    .store()
-                    .chunk(session, channel, Stream::Stdin, data.clone());
-                if recorded.await.is_err() || target.data_bytes(data).await.is_err() {
-                    break;
-                }
-            }
-            ChannelMsg::Eof => {
-                let _ = target.eof().await;
-            }
-            ChannelMsg::Close => break,
-            _ => {}
-        }
-    }
-    // The client is gone or the store failed: the target must not go on
-    // reading input nobody records.
-    let _ = target.close().await;
-}
-
-/// stdout, stderr, exit status: target -> store -> client.
-async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader: ChannelReadHalf) {
-    let session = live.authorized.id();
-    let channel = channel_number(client.id);
-    let mut exited = false;
-    while let Some(msg) = reader.wait().await {
-        live.touch();
-        if matches!(
-            msg,
-            ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }
-        ) {
-            exited = true;
-        }
-        let delivered = match msg {
-            ChannelMsg::Data { data } => {
-                if live
-                    .store()
-                    .chunk(session, channel, Stream::Stdout, data.clone())
-                    .await
-                    .is_err()
-                {
-                    stop_unrecorded(client).await;
-                    return;
-                }
-                client.writer.data_bytes(data).await.is_ok()
-            }
-            ChannelMsg::ExtendedData { data, ext } => {
-                if live
-                    .store()
-                    .chunk(session, channel, Stream::Stderr, data.clone())
-                    .await
-                    .is_err()
-                {
-                    stop_unrecorded(client).await;
-                    return;
-                }
-                client.writer.extended_data_bytes(ext, data).await.is_ok()
-            }
-            ChannelMsg::ExitStatus { exit_status } => {
-                let _ = live
-                    .record(
-                        Some(client.id),
-                        Event::ExitStatus {
-                            status: exit_status,
-                        },
-                    )
-                    .await;
-                client.writer.exit_status(exit_status).await.is_ok()
-            }
-            ChannelMsg::ExitSignal {
-                signal_name,
-                core_dumped,
-                error_message,
-                lang_tag,
-            } => {
-                let event = Event::ExitSignal {
-                    signal: format!("{signal_name:?}"),
-                    core_dumped,
-                };
-                let _ = live.record(Some(client.id), event).await;
-                client
-                    .handle
-                    .exit_signal_request(
-                        client.id,
-                        signal_name,
-                        core_dumped,
-                        error_message,
-                        lang_tag,
-                    )
-                    .await
-                    .is_ok()
-            }
-            ChannelMsg::Failure => {
-                client.fail("the target refused to run the command").await;
-                return;
-            }
-            // Held back until the exit status is out: OpenSSH closes a
-            // channel once it has EOF both ways, and an exit status that
-            // arrives after its close is lost (our record makes it later than
-            // the target's).
-            ChannelMsg::Eof => true,
-            ChannelMsg::Close => break,
-            _ => true,
-        };
-        if !delivered {
-            return;
-        }
-    }
-    if !exited {
-        // The target went away mid-command (restart, crash, network): the
-        // client learns that the command did not complete, and why.
-        let reason = format!(
-            "target {} closed the channel before the command's exit status",
-            live.authorized.scope().target().name
-        );
-        let _ = live
-            .record(
-                Some(client.id),
-                Event::UpstreamFailed {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
-        client.fail(&reason).await;
-    }
-}
-
-/// Fail closed: output that cannot be recorded is not forwarded.
-async fn stop_unrecorded(client: &ClientChannel) {
-    client
-        .fail("the audit store cannot record this session's output; stopping it")
-        .await;
+    let refused = "the target refused to run the command";
+    splice::run(live, &client, reader, early, target_channel, None, refused).await;
 }

@@ -5,7 +5,11 @@
 //! token, which only exists once the action is committed to the store.
 
 pub mod exec;
+pub mod observe;
 pub mod permit;
+pub mod shell;
+pub mod splice;
+pub mod terminal;
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf};
@@ -19,7 +23,7 @@ pub const BASTION_ERROR_EXIT_STATUS: u32 = 255;
 /// What a client sent on a session channel before its request: stdin that
 /// must not be lost, and whether stdin is already closed (OpenSSH's
 /// multiplexing sends EOF early).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct EarlyInput {
     pub data: Vec<bytes::Bytes>,
     pub closed: bool,
@@ -60,6 +64,22 @@ impl ClientChannel {
         .await;
     }
 
+    /// Like [`ClientChannel::refuse`]; on a granted terminal the line ends
+    /// in CR LF, since the client's terminal is in raw mode and nothing on
+    /// the target translates it.
+    pub async fn refuse_on(&self, reason: &str, terminal: bool) {
+        let line = format!("portcullis: refused: {reason}");
+        let end = if terminal { "\r\n" } else { "\n" };
+        self.finish(&format!("{line}{end}"), REFUSED_EXIT_STATUS)
+            .await;
+    }
+
+    /// Exit status 126 and close, without a line: the client was told why.
+    pub async fn end_refused(&self) {
+        let _ = self.writer.exit_status(REFUSED_EXIT_STATUS).await;
+        self.close().await;
+    }
+
     /// One `portcullis: error: ...` line on stderr, exit status 255, close.
     pub async fn fail(&self, reason: &str) {
         self.finish_with_line(
@@ -71,15 +91,24 @@ impl ClientChannel {
 
     /// One line on stderr, then `status`, then close.
     pub async fn finish_with_line(&self, line: &str, status: u32) {
-        self.say(line).await;
+        self.finish(&format!("{line}\n"), status).await;
+    }
+
+    /// `text` on stderr, then `status`, then close.
+    async fn finish(&self, text: &str, status: u32) {
+        self.write_stderr(text).await;
         self.exit(status).await;
     }
 
     /// One line on stderr; the channel stays open.
     pub async fn say(&self, line: &str) {
+        self.write_stderr(&format!("{line}\n")).await;
+    }
+
+    async fn write_stderr(&self, text: &str) {
         let _ = self
             .writer
-            .extended_data_bytes(1, format!("{line}\n").into_bytes())
+            .extended_data_bytes(1, text.as_bytes().to_vec())
             .await;
     }
 

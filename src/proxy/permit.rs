@@ -5,7 +5,7 @@ use russh::ChannelId;
 
 use crate::audit::{Event, StoreError};
 use crate::gateway::live::LiveSession;
-use crate::scope::ExecDecision;
+use crate::scope::{ExecDecision, ShellDecision};
 
 /// An action committed to the store; holding one is the licence to forward it.
 pub struct Recorded<T> {
@@ -29,5 +29,17 @@ pub async fn record_exec(
         forced_command: decision.is_forced().then(|| decision.run().to_string()),
     };
     live.record(Some(channel), event).await?;
+    Ok(Recorded { action: decision })
+}
+
+/// Commits an interactive shell before it opens upstream (guarantee 2).
+pub async fn record_shell(
+    live: &LiveSession,
+    channel: ChannelId,
+    decision: ShellDecision,
+    pty: bool,
+) -> Result<Recorded<ShellDecision>, StoreError> {
+    live.record(Some(channel), Event::ShellAllowed { pty })
+        .await?;
     Ok(Recorded { action: decision })
 }

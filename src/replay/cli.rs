@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::audit::{Reader, SessionFilter, SessionId, StoreError};
+use crate::audit::{Reader, SessionFilter, SessionId, StoreError, Transcript};
 
 use super::json::{write_refused_json, write_sessions_json, write_show_json, write_verify_json};
 use super::show::{write_refused, write_sessions, write_show, write_verify};
@@ -49,6 +49,20 @@ pub enum ReplayError {
     NoSuchSession(i64),
     #[error("cannot write the output: {0}")]
     Io(#[from] io::Error),
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot use the terminal: {0}")]
+    Terminal(io::Error),
+}
+
+/// One session's transcript, read-only.
+pub(super) fn read_transcript(store: &Path, session: i64) -> Result<Transcript, ReplayError> {
+    Reader::open(store)?
+        .transcript(SessionId(session))?
+        .ok_or(ReplayError::NoSuchSession(session))
 }
 
 /// `portcullis sessions [--identity --task --target --since] [--refused] [--json]`

@@ -17,7 +17,7 @@ use crate::audit::{
 use super::time::rfc3339_us;
 
 #[derive(Serialize)]
-struct SessionJson<'a> {
+pub(super) struct SessionJson<'a> {
     id: SessionId,
     identity: &'a str,
     key_id: &'a str,
@@ -33,7 +33,7 @@ struct SessionJson<'a> {
 }
 
 impl<'a> SessionJson<'a> {
-    fn new(s: &'a SessionRecord) -> Self {
+    pub(super) fn new(s: &'a SessionRecord) -> Self {
         SessionJson {
             id: s.id,
             identity: &s.identity,
@@ -52,7 +52,7 @@ impl<'a> SessionJson<'a> {
 }
 
 #[derive(Serialize)]
-struct EventJson<'a> {
+pub(super) struct EventJson<'a> {
     seq: i64,
     /// Present (as `null`) only in the refused-authentication list.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,7 +81,7 @@ enum Body<'a> {
     },
 }
 
-fn event_json(e: &EventRecord, start_us: Option<i64>) -> EventJson<'_> {
+pub(super) fn event_json(e: &EventRecord, start_us: Option<i64>) -> EventJson<'_> {
     let body = match &e.entry {
         Entry::Event(event) => Body::Event(event),
         Entry::Data { stream, data } => Body::Data {
@@ -148,7 +148,7 @@ pub fn write_verify_json(report: &VerifyReport, out: &mut dyn Write) -> io::Resu
     write_json(report, out)
 }
 
-fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
     writeln!(out)
 }

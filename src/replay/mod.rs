@@ -1,13 +1,20 @@
 //! What reviewers read: `sessions`, `show` and `verify` output, as text for a
-//! terminal and as the stable `--json` shapes of design/interfaces.md.
+//! terminal and as the stable `--json` shapes of design/interfaces.md; and
+//! what they play: `replay` in the terminal, `export` as asciicast or JSON.
 //!
 //! Invariant: reviewer commands only read the store (a read-only
 //! `crate::audit::Reader`, safe beside a running server); rendering writes
 //! query results to the given `Write`, and text output never passes a
 //! recorded control character through to the terminal.
 
+pub mod asciicast;
 mod cli;
+mod console;
+mod export;
 mod json;
+mod observed;
+mod player;
+pub mod recording;
 mod show;
 pub mod time;
 
@@ -15,5 +22,7 @@ pub mod time;
 mod tests;
 
 pub use cli::{sessions, show, verify, ReplayError, SessionsArgs};
+pub use export::{export, write_export, ExportArgs, ExportFormat};
 pub use json::{write_refused_json, write_sessions_json, write_show_json, write_verify_json};
+pub use player::{replay, schedule, ReplayArgs, Step};
 pub use show::{sanitize, write_refused, write_sessions, write_show, write_verify};

@@ -9,6 +9,7 @@ use std::io::{self, Write};
 
 use crate::audit::{Entry, Event, EventRecord, SessionRecord, Stream, Transcript, VerifyReport};
 
+use super::observed::write_observed;
 use super::time::{format_duration, rfc3339_seconds, rfc3339_us};
 
 /// The `sessions` table: id, start, duration (or `open`), identity, task,
@@ -154,10 +155,7 @@ pub fn write_show(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
         if matches!(e.entry, Entry::Event(Event::SessionStart(_))) {
             continue;
         }
-        let offset = e.at_us.saturating_sub(s.started_at_us);
-        let sign = if offset < 0 { "-" } else { "+" };
-        let secs = offset.unsigned_abs();
-        let mut prefix = format!("{sign}{}.{:06}s", secs / 1_000_000, secs % 1_000_000);
+        let mut prefix = offset_label(e.at_us.saturating_sub(s.started_at_us));
         if let Some(ch) = e.channel {
             prefix.push_str(&format!(" [ch {ch}]"));
         }
@@ -172,7 +170,14 @@ pub fn write_show(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
             )?,
         }
     }
-    Ok(())
+    write_observed(t, out)
+}
+
+/// `+1.234567s`: an offset from the session's start.
+pub(super) fn offset_label(offset_us: i64) -> String {
+    let sign = if offset_us < 0 { "-" } else { "+" };
+    let secs = offset_us.unsigned_abs();
+    format!("{sign}{}.{:06}s", secs / 1_000_000, secs % 1_000_000)
 }
 
 /// The outcome of `verify`, one problem per line.

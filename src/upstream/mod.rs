@@ -18,7 +18,8 @@ use crate::clock;
 use crate::gateway::auth::AuthorizedSession;
 use crate::policy::UpstreamAuth;
 use crate::proxy::permit::Recorded;
-use crate::scope::ExecDecision;
+use crate::proxy::terminal::ChannelSetup;
+use crate::scope::{ExecDecision, ShellDecision};
 use pinned::PinnedHostKey;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -188,13 +189,16 @@ impl Upstream {
         }
     }
 
-    /// Starts a recorded command on the target. The [`Recorded`] permit is
-    /// the proof that the command is in the store first.
+    /// Starts a recorded command on the target, after the client's granted
+    /// terminal and environment. The [`Recorded`] permit is the proof that
+    /// the command is in the store first.
     pub async fn start_exec(
         &self,
         permit: &Recorded<ExecDecision>,
+        setup: &ChannelSetup,
     ) -> Result<russh::Channel<client::Msg>, russh::Error> {
         let channel = self.handle.channel_open_session().await?;
+        setup.replay(&channel).await?;
         channel.exec(true, permit.action().run()).await?;
         Ok(channel)
     }
@@ -202,6 +206,21 @@ impl Upstream {
     /// Whether the target dropped the connection (or it was closed).
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
+    }
+
+    /// Opens a recorded interactive shell on the target, after the client's
+    /// granted terminal and environment. The [`Recorded`] permit carries
+    /// nothing to send: holding one is the proof that the shell is in the
+    /// store first, and only `Scope::authorize_shell` can start one.
+    pub async fn start_shell(
+        &self,
+        _permit: &Recorded<ShellDecision>,
+        setup: &ChannelSetup,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let channel = self.handle.channel_open_session().await?;
+        setup.replay(&channel).await?;
+        channel.request_shell(true).await?;
+        Ok(channel)
     }
 
     pub async fn close(&self) {

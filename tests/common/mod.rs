@@ -179,6 +179,7 @@ mod outcome;
 mod setup;
 mod store;
 mod target;
+mod terminal;
 
 pub use bastion::*;
 pub use client::*;
@@ -190,3 +191,5 @@ pub use outcome::*;
 pub use setup::*;
 pub use store::*;
 pub use target::*;
+#[allow(unused_imports)]
+pub use terminal::*;

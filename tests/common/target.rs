@@ -84,6 +84,7 @@ impl Target {
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
                  SetEnv SHLVL=1\n\
+                 AcceptEnv LANG LC_* PORTCULLIS_*\n\
                  LogLevel VERBOSE\n\
                  MaxStartups 200\n\
                  PrintMotd no\n\

@@ -79,6 +79,29 @@ pub(crate) fn every_kind() -> Vec<Event> {
             signal: "KILL".into(),
             core_dumped: true,
         },
+        Event::PtyAllowed {
+            term: "xterm-256color".into(),
+            cols: 80,
+            rows: 24,
+        },
+        Event::PtyResize {
+            cols: 120,
+            rows: 40,
+        },
+        Event::EnvAllowed {
+            name: "LANG".into(),
+            value: "C.UTF-8".into(),
+        },
+        Event::ShellAllowed { pty: true },
+        Event::ShellRefused {
+            reason: "no permit-pty".into(),
+        },
+        Event::Signal {
+            signal: "INT".into(),
+        },
+        Event::CommandObserved {
+            line: "ls -l".into(),
+        },
         Event::SessionStart(new_session("agent-7", "web1")),
         Event::SessionEnd {
             reason: "grant revoked".into(),

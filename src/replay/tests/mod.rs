@@ -1,5 +1,6 @@
 //! The reviewer output: readable text and the fixed `--json` shapes.
 
+mod playback;
 mod verify;
 
 use serde_json::{json, Value};

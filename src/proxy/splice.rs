@@ -1,0 +1,267 @@
+//! The splice of a client channel and a target channel, for exec and shell
+//! alike: stream bytes both ways with a recording tap, terminal resizes and
+//! signals passed on and recorded, exit status and signal passed back.
+//!
+//! Invariant: every stdin, stdout and stderr byte is handed to the store
+//! before it is forwarded, and every resize and signal is committed before
+//! it reaches the target; the exit status is committed before the client
+//! sees it. Each direction awaits the other side's window, and the store's
+//! queue is bounded, so no stream is buffered without bound. If the store
+//! fails, the splice stops rather than forward unrecorded.
+
+use std::sync::{Arc, Mutex};
+
+use russh::client;
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+
+use super::observe::Observer;
+use super::terminal::signal_name;
+use super::{ClientChannel, EarlyInput};
+use crate::audit::{Event, Stream};
+use crate::gateway::live::{channel_number, LiveSession};
+use crate::upstream::Upstream;
+
+/// The observer of a shell, shared by the splice's two directions.
+type SharedObserver = Option<Arc<Mutex<Observer>>>;
+
+/// The session's upstream connection, or a recorded failure and one
+/// `portcullis: error:` line to the client.
+pub async fn target_or_fail(live: &LiveSession, client: &ClientChannel) -> Option<Arc<Upstream>> {
+    match live.upstream().await {
+        Ok(upstream) => Some(upstream),
+        Err(e) => {
+            fail_target(live, client, e.to_string()).await;
+            None
+        }
+    }
+}
+
+/// Records an upstream failure and tells the client.
+pub async fn fail_target(live: &LiveSession, client: &ClientChannel, reason: String) {
+    let event = Event::UpstreamFailed {
+        reason: reason.clone(),
+    };
+    let _ = live.record(Some(client.id), event).await;
+    client.fail(&reason).await;
+}
+
+/// Splices until the target closes its channel or either side fails.
+/// `refused` is the client's line when the target answers `Failure`.
+/// The splice also ends, with one line to the client, when the session
+/// must end (expiry, revocation, idle).
+pub async fn run(
+    live: &Arc<LiveSession>,
+    client: &ClientChannel,
+    reader: ChannelReadHalf,
+    early: EarlyInput,
+    target: Channel<client::Msg>,
+    observer: Option<Observer>,
+    refused: &str,
+) {
+    let observer: SharedObserver = observer.map(|o| Arc::new(Mutex::new(o)));
+    let (target_reader, target_writer) = target.split();
+    let inbound = tokio::spawn(client_to_target(
+        live.clone(),
+        client.id,
+        (reader, early),
+        target_writer,
+        observer.clone(),
+    ));
+    tokio::select! {
+        () = target_to_client(live, client, target_reader, observer, refused) => client.close().await,
+        reason = live.terminated() => {
+            client.fail(&format!("session ended: {reason}")).await;
+        }
+    }
+    inbound.abort();
+}
+
+/// stdin, resizes, signals: client -> store -> target.
+async fn client_to_target(
+    live: Arc<LiveSession>,
+    id: ChannelId,
+    (mut reader, early): (ChannelReadHalf, EarlyInput),
+    target: ChannelWriteHalf<client::Msg>,
+    observer: SharedObserver,
+) {
+    let session = live.authorized.id();
+    let channel = channel_number(id);
+    for data in early.data {
+        let recorded = live
+            .store()
+            .chunk(session, channel, Stream::Stdin, data.clone());
+        if recorded.await.is_err() || target.data_bytes(data).await.is_err() {
+            let _ = target.close().await;
+            return;
+        }
+    }
+    if early.closed {
+        let _ = target.eof().await;
+    }
+    while let Some(msg) = reader.wait().await {
+        live.touch();
+        let forwarded = match msg {
+            ChannelMsg::Data { data } => {
+                let recorded = live
+                    .store()
+                    .chunk(session, channel, Stream::Stdin, data.clone());
+                if recorded.await.is_err() {
+                    break;
+                }
+                observe(&observer, |o| o.input(&data));
+                target.data_bytes(data).await.is_ok()
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                let event = Event::PtyResize {
+                    cols: col_width,
+                    rows: row_height,
+                };
+                if live.record(Some(id), event).await.is_err() {
+                    break;
+                }
+                observe(&observer, |o| o.resize(col_width, row_height));
+                target
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await
+                    .is_ok()
+            }
+            ChannelMsg::Signal { signal } => {
+                let event = Event::Signal {
+                    signal: signal_name(&signal),
+                };
+                if live.record(Some(id), event).await.is_err() {
+                    break;
+                }
+                target.signal(signal).await.is_ok()
+            }
+            ChannelMsg::Eof => target.eof().await.is_ok(),
+            ChannelMsg::Close => break,
+            _ => true,
+        };
+        if !forwarded {
+            break;
+        }
+    }
+    // The client is gone or the store failed: the target must not go on
+    // reading input nobody records.
+    let _ = target.close().await;
+}
+
+/// stdout, stderr, exit status: target -> store -> client.
+async fn target_to_client(
+    live: &LiveSession,
+    client: &ClientChannel,
+    mut reader: ChannelReadHalf,
+    observer: SharedObserver,
+    refused: &str,
+) {
+    let session = live.authorized.id();
+    let channel = channel_number(client.id);
+    let mut exited = false;
+    while let Some(msg) = reader.wait().await {
+        live.touch();
+        if matches!(
+            msg,
+            ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }
+        ) {
+            exited = true;
+        }
+        let delivered = match msg {
+            ChannelMsg::Data { data } => {
+                let recorded = live
+                    .store()
+                    .chunk(session, channel, Stream::Stdout, data.clone());
+                if recorded.await.is_err() {
+                    stop_unrecorded(client).await;
+                    return;
+                }
+                let lines = observe(&observer, |o| o.output(&data)).unwrap_or_default();
+                let delivered = client.writer.data_bytes(data).await.is_ok();
+                for line in lines {
+                    // Best effort and not authoritative: the bytes are
+                    // recorded already, so a failure here is only logged.
+                    let event = Event::CommandObserved { line };
+                    if let Err(e) = live.record(Some(client.id), event).await {
+                        tracing::warn!(error = %e, "could not record an observed command");
+                    }
+                }
+                delivered
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                let recorded = live
+                    .store()
+                    .chunk(session, channel, Stream::Stderr, data.clone());
+                if recorded.await.is_err() {
+                    stop_unrecorded(client).await;
+                    return;
+                }
+                client.writer.extended_data_bytes(ext, data).await.is_ok()
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                let event = Event::ExitStatus {
+                    status: exit_status,
+                };
+                let _ = live.record(Some(client.id), event).await;
+                client.writer.exit_status(exit_status).await.is_ok()
+            }
+            ChannelMsg::ExitSignal {
+                signal_name: signal,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                let event = Event::ExitSignal {
+                    signal: signal_name(&signal),
+                    core_dumped,
+                };
+                let _ = live.record(Some(client.id), event).await;
+                client
+                    .handle
+                    .exit_signal_request(client.id, signal, core_dumped, error_message, lang_tag)
+                    .await
+                    .is_ok()
+            }
+            ChannelMsg::Failure => {
+                client.fail(refused).await;
+                return;
+            }
+            // Held back until the exit status is out: OpenSSH closes a
+            // channel once it has EOF both ways, and an exit status that
+            // arrives after its close is lost (committing it makes ours
+            // later than the target's). `run` sends EOF with the close.
+            ChannelMsg::Eof => true,
+            ChannelMsg::Close => break,
+            _ => true,
+        };
+        if !delivered {
+            return;
+        }
+    }
+    if !exited {
+        // The target went away mid-command (restart, crash, network): the
+        // client learns that it did not complete, and why.
+        let reason = format!(
+            "target {} closed the channel before an exit status",
+            live.authorized.scope().target().name
+        );
+        fail_target(live, client, reason).await;
+    }
+}
+
+/// Runs `f` on the observer, if there is one and it is not poisoned.
+fn observe<T>(observer: &SharedObserver, f: impl FnOnce(&mut Observer) -> T) -> Option<T> {
+    let mut guard = observer.as_ref()?.lock().ok()?;
+    Some(f(&mut guard))
+}
+
+/// Fail closed: output that cannot be recorded is not forwarded.
+async fn stop_unrecorded(client: &ClientChannel) {
+    client
+        .fail("the audit store cannot record this session's output; stopping it")
+        .await;
+}
