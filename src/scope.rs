@@ -1,12 +1,18 @@
 //! The effective scope of a session: the certificate's scope ∩ the policy
 //! ceiling of the identity's roles.
 //!
-//! Invariant: an [`ExecDecision`] can only be made here, and only for a
-//! command both the certificate and the policy allow; proxy code needs one
-//! to run anything upstream.
+//! Invariant: an [`ExecDecision`], [`ForwardDecision`], [`SftpDecision`]
+//! or [`ListenDecision`] can only be made here, and only for an action both
+//! the certificate and the policy allow; proxy code needs one to act.
+
+mod files;
+mod forward;
+
+pub use files::{ListenDecision, ListenRefusal, SftpDecision, SftpRefusal};
+pub use forward::{is_special, ForwardDecision, ForwardRefusal};
 
 use crate::cert::VerifiedCert;
-use crate::policy::{Ceiling, PatternSet, Target};
+use crate::policy::{Ceiling, ChannelGrants, OpenPatternSet, PatternSet, Target};
 
 /// Longest command accepted, in bytes: no real command needs more, and a
 /// bound keeps matching and recording cheap.
@@ -21,6 +27,13 @@ pub struct Scope {
     force_command: Option<String>,
     /// Interactive terminals: the cert's `permit-pty` and a role's `pty`.
     pty: bool,
+    /// The cert's `permit-port-forwarding`: required for any forward.
+    permit_port_forwarding: bool,
+    /// `open@portcullis`; `None`: the cert does not narrow forwards.
+    cert_open: Option<OpenPatternSet>,
+    role_open: OpenPatternSet,
+    /// sftp paths, listeners and capture, from the roles.
+    channels: ChannelGrants,
 }
 
 /// A command that may run upstream: `run` is what the target executes
@@ -70,7 +83,25 @@ impl Scope {
             role_exec: ceiling.exec,
             force_command: cert.scope.force_command.clone(),
             pty: cert.scope.permit_pty && ceiling.pty,
+            permit_port_forwarding: cert.scope.permit_port_forwarding,
+            cert_open: cert.scope.open.clone(),
+            // Checked when the policy loaded; a pattern that failed would
+            // only be dropped, which narrows.
+            role_open: ceiling
+                .open
+                .iter()
+                .filter_map(|p| OpenPatternSet::parse(&[p]).ok())
+                .fold(OpenPatternSet::default(), |mut set, one| {
+                    set.extend(one);
+                    set
+                }),
+            channels: ceiling.channels,
         }
+    }
+
+    /// Whether forward and sftp payload bytes are recorded.
+    pub fn captures_payload(&self) -> bool {
+        self.channels.capture
     }
 
     pub fn target(&self) -> &Target {

@@ -16,6 +16,7 @@ use super::auth::{self, AuthRefusal};
 use super::live::LiveSession;
 use super::{channel, ServerContext, SessionSlot};
 use crate::audit::Event;
+use crate::proxy::forward::{self, ForwardRequest};
 
 pub struct ConnectionHandler {
     ctx: Arc<ServerContext>,
@@ -52,7 +53,7 @@ impl ConnectionHandler {
     }
 }
 
-const FORWARDING_LATER: &str = "port forwarding is not enabled on this bastion";
+const STREAMLOCAL: &str = "forwarding to Unix sockets is not supported by this bastion";
 
 impl russh::server::Handler for ConnectionHandler {
     type Error = russh::Error;
@@ -120,19 +121,28 @@ impl russh::server::Handler for ConnectionHandler {
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         host: &str,
         port: u32,
-        _originator: &str,
-        _originator_port: u32,
+        originator: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = format!("direct-tcpip {host}:{port}");
-        self.refuse(None, &request, FORWARDING_LATER).await;
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        let Some(live) = self.session() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        // Resolving and connecting take time: decide in a task of its own
+        // so this connection's other channels keep moving.
+        let request = ForwardRequest {
+            host: host.to_string(),
+            port,
+            originator: format!("{originator}:{originator_port}"),
+        };
+        tokio::spawn(forward::run(live, channel, request, reply));
         Ok(())
     }
 
@@ -144,7 +154,7 @@ impl russh::server::Handler for ConnectionHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = format!("direct-streamlocal {socket_path}");
-        self.refuse(None, &request, FORWARDING_LATER).await;
+        self.refuse(None, &request, STREAMLOCAL).await;
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;

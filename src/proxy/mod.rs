@@ -4,8 +4,11 @@
 //! Invariant: an action reaches the target only through a [`permit::Recorded`]
 //! token, which only exists once the action is committed to the store.
 
+pub mod drain;
 pub mod exec;
+pub mod forward;
 pub mod permit;
+pub mod tcp;
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf};
