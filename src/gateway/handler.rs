@@ -260,12 +260,19 @@ impl russh::server::Handler for ConnectionHandler {
         &mut self,
         address: &str,
         port: &mut u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, Self::Error> {
         let request = format!("tcpip-forward {address}:{port}");
-        self.refuse(None, &request, "remote forwarding is not allowed")
-            .await;
-        Ok(false)
+        let Some(live) = self.session() else {
+            return Ok(false);
+        };
+        match live.authorized.scope().authorize_listen(address, *port) {
+            Ok(decision) => Ok(forward::listen(&live, decision, session.handle()).await),
+            Err(refusal) => {
+                self.refuse(None, &request, &refusal.to_string()).await;
+                Ok(false)
+            }
+        }
     }
 
     async fn streamlocal_forward(

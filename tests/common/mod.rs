@@ -174,6 +174,7 @@ mod outcome;
 mod setup;
 mod store;
 mod target;
+mod tunnel;
 
 pub use bastion::*;
 pub use client::*;
@@ -183,3 +184,5 @@ pub use outcome::*;
 pub use setup::*;
 pub use store::*;
 pub use target::*;
+#[allow(unused_imports)]
+pub use tunnel::*;
