@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -240,35 +240,7 @@ fn jump(b: &Bastion, open: bool) -> (Output, PathBuf) {
     cmd.arg("-F").arg(&config);
     cmd.args(["-i"]).arg(&inner.private);
     cmd.args(["-J", "bastion", "inner", "echo jumped"]);
-    (run_with_timeout(&mut cmd), config)
-}
-
-/// Runs `cmd` to completion; kills it after 60 s.
-fn run_with_timeout(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ssh");
-    let stdout = reader(child.stdout.take().expect("stdout"));
-    let stderr = reader(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for ssh") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within 60 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
-    }
+    (run_bounded(&mut cmd), config)
 }
 
 #[test]
@@ -318,7 +290,7 @@ fn remote_forward_is_refused_by_default() {
         .arg(format!("127.0.0.1:{remote}:127.0.0.1:{}", echo.port))
         .arg(format!("{}@127.0.0.1", agent.login));
 
-    let out = run_with_timeout(&mut cmd);
+    let out = run_bounded(&mut cmd);
 
     assert_eq!(out.status.code(), Some(255), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -8,6 +8,7 @@ pub mod drain;
 pub mod exec;
 pub mod forward;
 pub mod permit;
+pub mod sftp;
 pub mod tcp;
 
 use russh::server::{Handle, Msg};

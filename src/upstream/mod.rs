@@ -18,7 +18,7 @@ use crate::clock;
 use crate::gateway::auth::AuthorizedSession;
 use crate::policy::UpstreamAuth;
 use crate::proxy::permit::Recorded;
-use crate::scope::ExecDecision;
+use crate::scope::{ExecDecision, SftpDecision};
 use pinned::PinnedHostKey;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,6 +196,17 @@ impl Upstream {
     ) -> Result<russh::Channel<client::Msg>, russh::Error> {
         let channel = self.handle.channel_open_session().await?;
         channel.exec(true, permit.action().run()).await?;
+        Ok(channel)
+    }
+
+    /// Opens the sftp subsystem on the target for a recorded sftp
+    /// decision; the target's success or failure arrives on the channel.
+    pub async fn start_sftp(
+        &self,
+        _permit: &Recorded<SftpDecision>,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.request_subsystem(true, "sftp").await?;
         Ok(channel)
     }
 

@@ -10,6 +10,21 @@ use std::sync::Arc;
 /// no config file, no agent; the caller adds options and the destination.
 /// The known_hosts file lives in `scratch`.
 pub fn ssh_base(agent: &Agent<'_>, scratch: &Path) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-p", &agent.bastion.port.to_string()])
+        .args(client_options(agent, scratch));
+    cmd
+}
+
+/// The same for `scp` and `sftp` (whose port option is `-P`).
+pub fn file_client(program: &str, agent: &Agent<'_>, scratch: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-P", &agent.bastion.port.to_string()])
+        .args(client_options(agent, scratch));
+    cmd
+}
+
+fn client_options(agent: &Agent<'_>, scratch: &Path) -> Vec<String> {
     let known_hosts = scratch.join("known_hosts");
     fs::write(
         &known_hosts,
@@ -20,22 +35,27 @@ pub fn ssh_base(agent: &Agent<'_>, scratch: &Path) -> Command {
         ),
     )
     .expect("write known_hosts");
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-F", "/dev/null", "-p", &agent.bastion.port.to_string()])
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-        .args(["-o", "IdentityAgent=none"])
-        .arg("-o")
-        .arg(format!("IdentityFile={}", agent.key.private.display()));
+    let mut options = vec![
+        "-F".to_string(),
+        "/dev/null".to_string(),
+        format!("-oIdentityFile={}", agent.key.private.display()),
+        format!("-oUserKnownHostsFile={}", known_hosts.display()),
+    ];
     if let Some(cert) = &agent.cert {
-        cmd.arg("-o")
-            .arg(format!("CertificateFile={}", cert.display()));
+        options.push(format!("-oCertificateFile={}", cert.display()));
     }
-    cmd.arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-o", "GlobalKnownHostsFile=/dev/null"])
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
-        .args(["-o", "ConnectTimeout=10"]);
-    cmd
+    for option in [
+        "BatchMode=yes",
+        "IdentitiesOnly=yes",
+        "IdentityAgent=none",
+        "GlobalKnownHostsFile=/dev/null",
+        "StrictHostKeyChecking=yes",
+        "LogLevel=ERROR",
+        "ConnectTimeout=10",
+    ] {
+        options.push(format!("-o{option}"));
+    }
+    options
 }
 
 /// Whether something listens on 127.0.0.1:`port`, read from /proc so that
@@ -253,5 +273,33 @@ impl SinkServer {
 
     pub fn connections(&self) -> usize {
         self.held.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
+/// Runs `cmd` to completion; kills it after 60 s.
+pub fn run_bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ssh");
+    let stdout = reader(child.stdout.take().expect("stdout"));
+    let stderr = reader(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ssh") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within 60 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
     }
 }
