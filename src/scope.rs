@@ -152,3 +152,6 @@ fn shown(command: &str) -> String {
     let cut: String = quoted.chars().take(MAX_SHOWN).collect();
     format!("{cut}...")
 }
+
+#[cfg(test)]
+mod tests;

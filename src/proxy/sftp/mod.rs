@@ -258,3 +258,6 @@ async fn record_bytes(
         .await
         .is_ok()
 }
+
+#[cfg(test)]
+mod tests;
