@@ -340,3 +340,39 @@ fn slow_forward_destination_does_not_stall_other_channels() {
     let _ = forward.kill();
     let _ = forward.wait();
 }
+
+#[test]
+fn remote_forward_to_a_listed_address_works_and_is_recorded() {
+    let echo = EchoServer::start(b"back\n");
+    let remote = free_port();
+    let listen = format!("127.0.0.1:{remote}");
+    let b = Bastion::start(Setup::standard().with_role(|r| r.listen(&[&listen])));
+    let spec = format!("127.0.0.1:{remote}:127.0.0.1:{}", echo.port);
+    let tunnel = Tunnel::open(&b.granted_agent(), &["-R", &spec], Some(remote));
+
+    assert_eq!(roundtrip(remote, b"via -R"), b"via -Rback\n");
+
+    let (show, closed) = wait_for_event(&b, "forward.closed", |_| true);
+    // For -R the TCP side is the connection accepted on the bastion: it
+    // sent 6 bytes towards the agent and got 11 back.
+    assert_eq!(closed["bytes_from_destination"], 6, "{closed}");
+    assert_eq!(closed["bytes_to_destination"], 11, "{closed}");
+    assert_eq!(
+        events_of_kind(&show, "listen.opened")[0]["address"],
+        listen.as_str()
+    );
+    assert_eq!(
+        events_of_kind(&show, "listen.accepted").len(),
+        1,
+        "{show:#}"
+    );
+
+    drop(tunnel);
+    eventually("the listener to close with the connection", || {
+        if is_listening(remote) {
+            Err("still listening".into())
+        } else {
+            Ok(())
+        }
+    });
+}

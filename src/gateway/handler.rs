@@ -17,6 +17,7 @@ use super::live::LiveSession;
 use super::{channel, ServerContext, SessionSlot};
 use crate::audit::Event;
 use crate::proxy::forward::{self, ForwardRequest};
+use crate::proxy::listen::RemoteForwards;
 
 pub struct ConnectionHandler {
     ctx: Arc<ServerContext>,
@@ -24,6 +25,8 @@ pub struct ConnectionHandler {
     live: SessionSlot,
     /// Whether any certificate reached the handler on this connection.
     saw_certificate: bool,
+    /// `ssh -R` listeners; they stop when this handler (the connection) goes.
+    remote_forwards: RemoteForwards,
 }
 
 impl ConnectionHandler {
@@ -33,6 +36,7 @@ impl ConnectionHandler {
             peer,
             live,
             saw_certificate: false,
+            remote_forwards: RemoteForwards::default(),
         }
     }
 
@@ -267,12 +271,24 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(false);
         };
         match live.authorized.scope().authorize_listen(address, *port) {
-            Ok(decision) => Ok(forward::listen(&live, decision, session.handle()).await),
+            Ok(decision) => Ok(self
+                .remote_forwards
+                .open(&live, decision, session.handle())
+                .await),
             Err(refusal) => {
                 self.refuse(None, &request, &refusal.to_string()).await;
                 Ok(false)
             }
         }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.remote_forwards.cancel(address, port))
     }
 
     async fn streamlocal_forward(

@@ -105,16 +105,3 @@ async fn refuse(live: &LiveSession, request: &ForwardRequest, id: russh::Channel
         tracing::error!(error = %e, "could not record a refused forward");
     }
 }
-
-/// A remote forward (`ssh -R`) a role allows.
-pub async fn listen(
-    live: &Arc<LiveSession>,
-    decision: crate::scope::ListenDecision,
-    _handle: russh::server::Handle,
-) -> bool {
-    let request = format!("tcpip-forward {}", decision.address());
-    let reason =
-        "remote forwarding is allowed by the policy but not implemented by this bastion yet";
-    live.record_refused_request(None, &request, reason).await;
-    false
-}

@@ -7,6 +7,7 @@
 pub mod drain;
 pub mod exec;
 pub mod forward;
+pub mod listen;
 pub mod permit;
 pub mod sftp;
 pub mod tcp;
