@@ -71,7 +71,7 @@ pub fn run(config: &Config, args: &GrantArgs) -> anyhow::Result<()> {
         exec: role.exec.to_strings(),
         open: role.open.clone(),
         permit_pty: role.pty,
-        permit_port_forwarding: !role.open.is_empty(),
+        permit_port_forwarding: !role.open.is_empty() || !role.channels.listen.is_empty(),
         task: args.task.clone(),
     };
     let cert = sign_task_cert(&ca, &subject, &spec)?;

@@ -1,13 +1,20 @@
 //! The effective scope of a session: the certificate's scope ∩ the policy
 //! ceiling of the identity's roles.
 //!
-//! Invariant: an [`ExecDecision`] can only be made here, and only for a
-//! command both the certificate and the policy allow; a [`ShellDecision`]
-//! only when the certificate grants `permit-pty`, a role grants `pty`, and
-//! neither restricts commands. Proxy code needs one to run anything upstream.
+//! Invariant: an [`ExecDecision`], [`ShellDecision`], [`ForwardDecision`],
+//! [`SftpDecision`] or [`ListenDecision`] can only be made here, and only
+//! for an action both the certificate and the policy allow (a shell only
+//! when the certificate grants `permit-pty`, a role grants `pty`, and
+//! neither restricts commands); proxy code needs one to act.
+
+mod files;
+mod forward;
+
+pub use files::{ListenDecision, ListenRefusal, SftpDecision, SftpRefusal};
+pub use forward::{is_special, ForwardDecision, ForwardRefusal};
 
 use crate::cert::VerifiedCert;
-use crate::policy::{Ceiling, PatternSet, Target};
+use crate::policy::{Ceiling, ChannelGrants, OpenPatternSet, PatternSet, Target};
 
 #[derive(Debug, Clone)]
 pub struct Scope {
@@ -23,6 +30,13 @@ pub struct Scope {
     /// Longest command accepted, in bytes (`[limits] max_command_bytes`):
     /// a bound keeps matching and recording cheap.
     max_command_bytes: usize,
+    /// The cert's `permit-port-forwarding`: required for any forward.
+    permit_port_forwarding: bool,
+    /// `open@portcullis`; `None`: the cert does not narrow forwards.
+    cert_open: Option<OpenPatternSet>,
+    role_open: OpenPatternSet,
+    /// sftp paths, listeners and capture, from the roles.
+    channels: ChannelGrants,
 }
 
 /// A command that may run upstream: `run` is what the target executes
@@ -99,7 +113,25 @@ impl Scope {
             cert_pty: cert.scope.permit_pty,
             role_pty: ceiling.pty,
             max_command_bytes,
+            permit_port_forwarding: cert.scope.permit_port_forwarding,
+            cert_open: cert.scope.open.clone(),
+            // Checked when the policy loaded; a pattern that failed would
+            // only be dropped, which narrows.
+            role_open: ceiling
+                .open
+                .iter()
+                .filter_map(|p| OpenPatternSet::parse(&[p]).ok())
+                .fold(OpenPatternSet::default(), |mut set, one| {
+                    set.extend(one);
+                    set
+                }),
+            channels: ceiling.channels,
         }
+    }
+
+    /// Whether forward and sftp payload bytes are recorded.
+    pub fn captures_payload(&self) -> bool {
+        self.channels.capture
     }
 
     pub fn target(&self) -> &Target {
@@ -194,6 +226,9 @@ fn shown(command: &str) -> String {
 mod tests;
 
 #[cfg(test)]
+mod forward_tests;
+
+#[cfg(test)]
 mod exec_tests {
     use super::*;
     use crate::cert::CertScope;
@@ -231,6 +266,7 @@ mod exec_tests {
             open: vec![],
             pty: true,
             single_session: false,
+            channels: Default::default(),
         };
         Scope::new(&cert, ceiling, 1024)
     }

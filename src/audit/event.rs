@@ -45,6 +45,64 @@ pub enum Event {
     RequestRefused { request: String, reason: String },
     #[serde(rename = "upstream.failed")]
     UpstreamFailed { reason: String },
+    /// A direct-tcpip forward (`ssh -L`, `-W`, `-J`), committed before the
+    /// bastion connects: what the client asked for, the one address the
+    /// bastion connects to, and where the client's end was.
+    #[serde(rename = "forward.opened")]
+    ForwardOpened {
+        host: String,
+        port: u16,
+        address: String,
+        originator: String,
+    },
+    #[serde(rename = "forward.refused")]
+    ForwardRefused {
+        host: String,
+        port: u32,
+        originator: String,
+        reason: String,
+    },
+    /// The end of a forward (or of a remote-forwarded connection).
+    #[serde(rename = "forward.closed")]
+    ForwardClosed {
+        bytes_to_destination: u64,
+        bytes_from_destination: u64,
+        duration_ms: u64,
+        how: String,
+    },
+    /// A remote-forward listener (`ssh -R`), committed before it binds.
+    #[serde(rename = "listen.opened")]
+    ListenOpened { address: String },
+    /// A connection accepted on a remote-forward listener, committed before
+    /// it is handed to the client.
+    #[serde(rename = "listen.accepted")]
+    ListenAccepted { address: String, originator: String },
+    /// The sftp subsystem, committed before it is opened on the target.
+    #[serde(rename = "sftp.started")]
+    SftpStarted { paths: Vec<String> },
+    /// One sftp request, committed before it reaches the target. `path` is
+    /// normalised; `to` is the second path of rename/link requests.
+    #[serde(rename = "sftp.op")]
+    SftpOp {
+        op: String,
+        path: String,
+        to: Option<String>,
+        flags: Option<String>,
+    },
+    /// An sftp request the bastion answered itself with permission denied.
+    #[serde(rename = "sftp.refused")]
+    SftpRefused {
+        op: String,
+        path: Option<String>,
+        reason: String,
+    },
+    /// An sftp file handle closed: the bytes read and written through it.
+    #[serde(rename = "sftp.closed")]
+    SftpClosed {
+        path: String,
+        bytes_read: u64,
+        bytes_written: u64,
+    },
     #[serde(rename = "exit.status")]
     ExitStatus { status: u32 },
     #[serde(rename = "exit.signal")]
@@ -150,6 +208,15 @@ impl Event {
             Event::ExecRefused { .. } => "exec.refused",
             Event::RequestRefused { .. } => "request.refused",
             Event::UpstreamFailed { .. } => "upstream.failed",
+            Event::ForwardOpened { .. } => "forward.opened",
+            Event::ForwardRefused { .. } => "forward.refused",
+            Event::ForwardClosed { .. } => "forward.closed",
+            Event::ListenOpened { .. } => "listen.opened",
+            Event::ListenAccepted { .. } => "listen.accepted",
+            Event::SftpStarted { .. } => "sftp.started",
+            Event::SftpOp { .. } => "sftp.op",
+            Event::SftpRefused { .. } => "sftp.refused",
+            Event::SftpClosed { .. } => "sftp.closed",
             Event::ExitStatus { .. } => "exit.status",
             Event::ExitSignal { .. } => "exit.signal",
             Event::PtyAllowed { .. } => "pty.allowed",
@@ -192,9 +259,9 @@ impl Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
-    /// Client to target.
+    /// Client to target (for a forward: client to destination).
     Stdin,
-    /// Target to client.
+    /// Target to client (for a forward: destination to client).
     Stdout,
     /// Target to client, extended data 1.
     Stderr,

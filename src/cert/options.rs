@@ -9,7 +9,7 @@ use russh::keys::ssh_key::certificate::OptionsMap;
 
 use super::source_address::{self, Cidr};
 use super::CertRefusal;
-use crate::policy::PatternSet;
+use crate::policy::{OpenPatternSet, PatternSet};
 
 pub const EXEC_OPTION: &str = "exec@portcullis";
 pub const OPEN_OPTION: &str = "open@portcullis";
@@ -25,7 +25,7 @@ pub struct CertScope {
     /// `exec@portcullis`; `None` means the cert does not narrow commands.
     pub exec: Option<PatternSet>,
     /// `open@portcullis`; `None` means the cert does not narrow forwards.
-    pub open: Option<Vec<String>>,
+    pub open: Option<OpenPatternSet>,
     pub force_command: Option<String>,
     pub source_address: Option<Vec<Cidr>>,
     pub permit_pty: bool,
@@ -50,7 +50,7 @@ impl CertScope {
         for (name, value) in critical.iter() {
             match name.as_str() {
                 EXEC_OPTION => scope.exec = Some(parse_exec(value)?),
-                OPEN_OPTION => scope.open = Some(parse_json_list(OPEN_OPTION, value)?),
+                OPEN_OPTION => scope.open = Some(parse_open(value)?),
                 FORCE_COMMAND => scope.force_command = Some(value.clone()),
                 SOURCE_ADDRESS => {
                     scope.source_address =
@@ -80,5 +80,13 @@ fn parse_exec(value: &str) -> Result<PatternSet, CertRefusal> {
     PatternSet::parse(&patterns).map_err(|e| CertRefusal::BadOption {
         option: EXEC_OPTION.to_string(),
         reason: e.to_string(),
+    })
+}
+
+fn parse_open(value: &str) -> Result<OpenPatternSet, CertRefusal> {
+    let patterns = parse_json_list(OPEN_OPTION, value)?;
+    OpenPatternSet::parse(&patterns).map_err(|reason| CertRefusal::BadOption {
+        option: OPEN_OPTION.to_string(),
+        reason,
     })
 }

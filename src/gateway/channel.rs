@@ -110,11 +110,7 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
                 return;
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
-                let request = format!("subsystem {name}");
-                let reason = format!("subsystem {name} is not enabled on this bastion");
-                live.record_refused_request(Some(id), &request, &reason)
-                    .await;
-                client.refuse(&reason).await;
+                proxy::sftp::run(&live, client, reader, &name).await;
                 return;
             }
             ChannelMsg::Data { data } => {

@@ -19,6 +19,8 @@ use super::{channel, connection, Admitted, ServerContext, SessionSlot};
 use crate::audit::Event;
 use crate::grants::service::Requester;
 use crate::policy::RESERVED_LOGIN;
+use crate::proxy::forward::{self, ForwardRequest};
+use crate::proxy::listen::RemoteForwards;
 use crate::proxy::terminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -32,6 +34,8 @@ pub struct ConnectionHandler {
     unauthenticated: Option<Unauthenticated>,
     /// Session channels open now (each channel task holds one count).
     channels: Arc<AtomicUsize>,
+    /// `ssh -R` listeners; they stop when this handler (the connection) goes.
+    remote_forwards: RemoteForwards,
 }
 
 impl ConnectionHandler {
@@ -48,6 +52,7 @@ impl ConnectionHandler {
             saw_certificate: false,
             unauthenticated: Some(unauthenticated),
             channels: Arc::new(AtomicUsize::new(0)),
+            remote_forwards: RemoteForwards::default(),
         }
     }
 
@@ -88,7 +93,7 @@ impl ConnectionHandler {
     }
 }
 
-const FORWARDING_LATER: &str = "port forwarding is not enabled on this bastion";
+const STREAMLOCAL: &str = "forwarding to Unix sockets is not supported by this bastion";
 
 impl russh::server::Handler for ConnectionHandler {
     type Error = russh::Error;
@@ -202,19 +207,28 @@ impl russh::server::Handler for ConnectionHandler {
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         host: &str,
         port: u32,
-        _originator: &str,
-        _originator_port: u32,
+        originator: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = format!("direct-tcpip {host}:{port}");
-        self.refuse(None, &request, FORWARDING_LATER).await;
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
+        let Some(live) = self.session() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        // Resolving and connecting take time: decide in a task of its own
+        // so this connection's other channels keep moving.
+        let request = ForwardRequest {
+            host: host.to_string(),
+            port,
+            originator: format!("{originator}:{originator_port}"),
+        };
+        tokio::spawn(forward::run(live, channel, request, reply));
         Ok(())
     }
 
@@ -226,7 +240,7 @@ impl russh::server::Handler for ConnectionHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = format!("direct-streamlocal {socket_path}");
-        self.refuse(None, &request, FORWARDING_LATER).await;
+        self.refuse(None, &request, STREAMLOCAL).await;
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;
@@ -353,12 +367,31 @@ impl russh::server::Handler for ConnectionHandler {
         &mut self,
         address: &str,
         port: &mut u32,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, Self::Error> {
         let request = format!("tcpip-forward {address}:{port}");
-        self.refuse(None, &request, "remote forwarding is not allowed")
-            .await;
-        Ok(false)
+        let Some(live) = self.session() else {
+            return Ok(false);
+        };
+        match live.authorized.scope().authorize_listen(address, *port) {
+            Ok(decision) => Ok(self
+                .remote_forwards
+                .open(&live, decision, session.handle())
+                .await),
+            Err(refusal) => {
+                self.refuse(None, &request, &refusal.to_string()).await;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.remote_forwards.cancel(address, port))
     }
 
     async fn streamlocal_forward(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::policy::duration::format_duration;
 use crate::policy::pattern::PatternSet;
-use crate::policy::{Policy, Role, Target};
+use crate::policy::{ChannelGrants, Policy, Role, Target};
 
 /// What a session of `identity` on `target` may do at most.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Ceiling {
     /// Any of those roles ends the grant with its first session; the
     /// stricter reading wins.
     pub single_session: bool,
+    /// Union of those roles' sftp paths and listeners; capture if any asks.
+    pub channels: ChannelGrants,
 }
 
 /// Why the policy gives a certificate no ceiling at all. Display is one line
@@ -111,6 +113,7 @@ impl Policy {
             open: Vec::new(),
             pty: false,
             single_session: false,
+            channels: ChannelGrants::default(),
         };
         for role in reaching.into_iter().filter(|r| r.max_ttl >= cert_lifetime) {
             ceiling.roles.push(role.name.clone());
@@ -122,6 +125,7 @@ impl Policy {
             }
             ceiling.pty |= role.pty;
             ceiling.single_session |= role.single_session;
+            ceiling.channels.extend(&role.channels);
         }
         Ok(ceiling)
     }

@@ -13,10 +13,14 @@ use toml::Spanned;
 
 use crate::policy::duration::parse_duration;
 use crate::policy::load::Problems;
+use crate::policy::open::{ListenAddress, OpenPattern};
+use crate::policy::paths::{PathPattern, PathScope};
 use crate::policy::pattern::{CommandPattern, PatternSet};
 use crate::policy::raw::{IdentitiesFile, Name, RawRole, RawTarget, RolesFile, TargetsFile};
-use crate::policy::syntax::{check_address, check_name, check_open, check_public_key};
-use crate::policy::{Approval, Identity, Role, Target, UpstreamAuth, RESERVED_LOGIN};
+use crate::policy::syntax::{check_address, check_name, check_public_key};
+use crate::policy::{
+    Approval, ChannelGrants, Identity, Role, Target, UpstreamAuth, RESERVED_LOGIN,
+};
 
 pub(crate) fn check_targets(
     raw: TargetsFile,
@@ -126,6 +130,7 @@ fn check_role(
     problems: &mut Problems<'_>,
 ) -> Role {
     let about = |message: String| format!("role {name:?}: {message}");
+    let channels = check_channels(&raw, problems, &about);
     let mut targets = Vec::new();
     for target in raw.targets {
         // Without a readable targets.toml there is nothing to check against.
@@ -146,7 +151,7 @@ fn check_role(
     }
     let mut open = Vec::new();
     for pattern in raw.open {
-        if let Err(message) = check_open(pattern.get_ref()) {
+        if let Err(message) = OpenPattern::parse(pattern.get_ref()) {
             problems.at(pattern.span(), about(message));
         }
         open.push(pattern.into_inner());
@@ -175,6 +180,40 @@ fn check_role(
         max_ttl,
         approval,
         single_session: raw.single_session,
+        channels,
+    }
+}
+
+/// `sftp`, `sftp_paths`, `listen` and `capture`.
+fn check_channels(
+    raw: &RawRole,
+    problems: &mut Problems<'_>,
+    about: &dyn Fn(String) -> String,
+) -> ChannelGrants {
+    let mut paths = Vec::new();
+    for path in &raw.sftp_paths {
+        match PathPattern::parse(path.get_ref()) {
+            Ok(parsed) => paths.push(parsed),
+            Err(message) => problems.at(path.span(), about(message)),
+        }
+    }
+    if !raw.sftp {
+        if let Some(first) = raw.sftp_paths.first() {
+            let message = "sftp_paths is only used with sftp = true".to_owned();
+            problems.at(first.span(), about(message));
+        }
+    }
+    let mut listen = Vec::new();
+    for address in &raw.listen {
+        match ListenAddress::parse(address.get_ref()) {
+            Ok(parsed) => listen.push(parsed),
+            Err(message) => problems.at(address.span(), about(message)),
+        }
+    }
+    ChannelGrants {
+        sftp: raw.sftp.then(|| PathScope::new(paths)),
+        listen,
+        capture: raw.capture,
     }
 }
 

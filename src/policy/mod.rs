@@ -12,6 +12,8 @@ mod ceiling;
 mod check;
 mod duration;
 mod load;
+mod open;
+mod paths;
 mod pattern;
 mod raw;
 mod syntax;
@@ -26,7 +28,10 @@ use std::time::Duration;
 pub use ceiling::{Ceiling, CeilingRefusal};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use load::{PolicyError, PolicyErrors};
+pub use open::{ListenAddress, OpenPattern, OpenPatternSet};
+pub use paths::{normalize, PathError, PathPattern, PathScope};
 pub use pattern::{is_shell_syntax, CommandPattern, PatternError, PatternSet};
+pub(crate) use syntax::is_host_char;
 
 /// The target name reserved for the bastion's own request flow
 /// (`ssh grant@bastion request ...`); no target may take it.
@@ -69,7 +74,7 @@ pub struct Role {
     pub name: String,
     pub targets: Vec<String>,
     pub exec: PatternSet,
-    /// `host:port` patterns for forwards (enforced by a later issue).
+    /// `host:port` patterns for forwards, each checked by [`OpenPattern::parse`].
     pub open: Vec<String>,
     pub pty: bool,
     /// The longest certificate lifetime this role accepts.
@@ -77,6 +82,38 @@ pub struct Role {
     pub approval: Approval,
     /// The grant ends when its first session ends.
     pub single_session: bool,
+    /// sftp, remote forwarding and payload capture.
+    pub channels: ChannelGrants,
+}
+
+/// What a role grants beyond commands and forwards. The default grants
+/// nothing and captures nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelGrants {
+    /// `sftp = true` with its `sftp_paths`; `None`: no sftp subsystem.
+    pub sftp: Option<PathScope>,
+    /// `listen`: remote-forward (`ssh -R`) listeners the role allows.
+    pub listen: Vec<ListenAddress>,
+    /// `capture = true`: forward and sftp payload bytes go to the store.
+    pub capture: bool,
+}
+
+impl ChannelGrants {
+    /// The union: sftp paths and listeners add up; capture is on if any
+    /// role asks (recording more is the stricter reading).
+    pub fn extend(&mut self, other: &ChannelGrants) {
+        if let Some(theirs) = &other.sftp {
+            self.sftp
+                .get_or_insert_with(PathScope::default)
+                .extend(theirs);
+        }
+        for listen in &other.listen {
+            if !self.listen.contains(listen) {
+                self.listen.push(*listen);
+            }
+        }
+        self.capture |= other.capture;
+    }
 }
 
 /// Whether a request for a role is signed at once or waits for an operator.

@@ -52,6 +52,14 @@ pub(crate) struct RawRole {
     pub approval: Option<Spanned<String>>,
     #[serde(default)]
     pub single_session: bool,
+    #[serde(default)]
+    pub sftp: bool,
+    #[serde(default)]
+    pub sftp_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub listen: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub capture: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,5 @@
 //! Shape checks for the small strings the policy is made of: names,
-//! addresses, forward patterns and OpenSSH public keys.
+//! addresses and OpenSSH public keys (forward patterns: `open.rs`).
 //!
 //! Invariant: each check accepts only text that later code can use without
 //! re-validating its shape; messages say what a good value looks like.
@@ -42,7 +42,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 /// `host:port`, with an IPv6 host in brackets.
 pub(crate) fn check_address(address: &str) -> Result<(), String> {
     let fine = match split_host_port(address) {
-        Some((Host::V6, port)) => port_number(port).is_some(),
+        Some((Host::V6(_), port)) => port_number(port).is_some(),
         Some((Host::Plain(host), port)) => {
             !host.is_empty() && host.chars().all(is_host_char) && port_number(port).is_some()
         }
@@ -54,33 +54,6 @@ pub(crate) fn check_address(address: &str) -> Result<(), String> {
         Err(format!(
             "address {address:?} is not host:port (e.g. 10.0.0.5:22, db.internal:22 or [::1]:22)"
         ))
-    }
-}
-
-/// A forward pattern: `host:port` where the port is a number, a range
-/// `a-b` or `*`, and the host may use `*` (its meaning is checked where
-/// forwards are enforced).
-pub(crate) fn check_open(pattern: &str) -> Result<(), String> {
-    let bad = |why: &str| {
-        format!(
-            "open pattern {pattern:?} {why} (e.g. 127.0.0.1:5432, db.internal:8000-8099 or *:*)"
-        )
-    };
-    let Some((host, port)) = split_host_port(pattern) else {
-        return Err(bad("is not host:port"));
-    };
-    if let Host::Plain(host) = host {
-        if host.is_empty() || !host.chars().all(|c| c == '*' || is_host_char(c)) {
-            return Err(bad("has a bad host"));
-        }
-    }
-    if port == "*" {
-        return Ok(());
-    }
-    let (low, high) = port.split_once('-').unwrap_or((port, port));
-    match (port_number(low), port_number(high)) {
-        (Some(low), Some(high)) if low <= high => Ok(()),
-        _ => Err(bad("has a bad port")),
     }
 }
 
@@ -107,21 +80,21 @@ pub(crate) fn check_public_key(line: &str) -> Result<String, String> {
     Ok(format!("{algorithm} {blob}"))
 }
 
-enum Host<'a> {
+pub(crate) enum Host<'a> {
     /// A bracketed host that parsed as an IPv6 address.
-    V6,
+    V6(Ipv6Addr),
     /// Anything else, for the caller's own host rule.
     Plain(&'a str),
 }
 
 /// Split `host:port` or `[v6]:port`; `None` if there is no port, or the
 /// brackets do not hold an IPv6 address.
-fn split_host_port(text: &str) -> Option<(Host<'_>, &str)> {
+pub(crate) fn split_host_port(text: &str) -> Option<(Host<'_>, &str)> {
     if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         let port = after.strip_prefix(':')?;
-        host.parse::<Ipv6Addr>().ok()?;
-        return Some((Host::V6, port));
+        let addr = host.parse::<Ipv6Addr>().ok()?;
+        return Some((Host::V6(addr), port));
     }
     let (host, port) = text.rsplit_once(':')?;
     // A colon left in the host is an unbracketed IPv6 address: ambiguous,
@@ -129,11 +102,11 @@ fn split_host_port(text: &str) -> Option<(Host<'_>, &str)> {
     Some((Host::Plain(host), port))
 }
 
-fn is_host_char(c: char) -> bool {
+pub(crate) fn is_host_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
 }
 
-fn port_number(text: &str) -> Option<u16> {
+pub(crate) fn port_number(text: &str) -> Option<u16> {
     // `parse` alone would accept a leading '+'.
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -4,11 +4,16 @@
 //! Invariant: an action reaches the target only through a [`permit::Recorded`]
 //! token, which only exists once the action is committed to the store.
 
+pub mod drain;
 pub mod exec;
+pub mod forward;
+pub mod listen;
 pub mod observe;
 pub mod permit;
+pub mod sftp;
 pub mod shell;
 pub mod splice;
+pub mod tcp;
 pub mod terminal;
 
 use russh::server::{Handle, Msg};

@@ -38,6 +38,7 @@ fn ceiling(pty: bool, exec: &[&str]) -> Ceiling {
         open: Vec::new(),
         pty,
         single_session: false,
+        channels: Default::default(),
     }
 }
 

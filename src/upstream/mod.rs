@@ -19,7 +19,7 @@ use crate::gateway::auth::AuthorizedSession;
 use crate::policy::UpstreamAuth;
 use crate::proxy::permit::Recorded;
 use crate::proxy::terminal::ChannelSetup;
-use crate::scope::{ExecDecision, ShellDecision};
+use crate::scope::{ExecDecision, SftpDecision, ShellDecision};
 use pinned::PinnedHostKey;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -220,6 +220,17 @@ impl Upstream {
         let channel = self.handle.channel_open_session().await?;
         setup.replay(&channel).await?;
         channel.request_shell(true).await?;
+        Ok(channel)
+    }
+
+    /// Opens the sftp subsystem on the target for a recorded sftp
+    /// decision; the target's success or failure arrives on the channel.
+    pub async fn start_sftp(
+        &self,
+        _permit: &Recorded<SftpDecision>,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.request_subsystem(true, "sftp").await?;
         Ok(channel)
     }
 

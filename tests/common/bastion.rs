@@ -309,7 +309,7 @@ pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
     let mut r = String::new();
     for (name, role) in &setup.roles {
         r += &format!(
-            "[roles.{}]\ntargets = {}\nexec = {}\nopen = {}\npty = {}\nmax_ttl = {}\napproval = {}\nsingle_session = {}\n\n",
+            "[roles.{}]\ntargets = {}\nexec = {}\nopen = {}\npty = {}\nmax_ttl = {}\napproval = {}\nsingle_session = {}\n",
             toml_str(name),
             toml_list(&role.targets),
             toml_list(&role.exec),
@@ -318,6 +318,14 @@ pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
             toml_str(&role.max_ttl),
             toml_str(&role.approval),
             role.single_session
+        );
+        if let Some(paths) = &role.sftp {
+            r += &format!("sftp = true\nsftp_paths = {}\n", toml_list(paths));
+        }
+        r += &format!(
+            "listen = {}\ncapture = {}\n\n",
+            toml_list(&role.listen),
+            role.capture
         );
     }
     let mut i = String::new();

@@ -180,6 +180,7 @@ mod setup;
 mod store;
 mod target;
 mod terminal;
+mod tunnel;
 
 pub use bastion::*;
 pub use client::*;
@@ -193,3 +194,5 @@ pub use store::*;
 pub use target::*;
 #[allow(unused_imports)]
 pub use terminal::*;
+#[allow(unused_imports)]
+pub use tunnel::*;

@@ -12,6 +12,10 @@ pub struct Role {
     pub max_ttl: String,
     pub approval: String,
     pub single_session: bool,
+    /// `sftp = true` with these `sftp_paths` when `Some`.
+    pub sftp: Option<Vec<String>>,
+    pub listen: Vec<String>,
+    pub capture: bool,
 }
 
 impl Role {
@@ -25,7 +29,28 @@ impl Role {
             max_ttl: "15m".to_string(),
             approval: "auto".to_string(),
             single_session: false,
+            sftp: None,
+            listen: Vec::new(),
+            capture: false,
         }
+    }
+    /// Forward patterns (`open`).
+    pub fn open(mut self, patterns: &[&str]) -> Self {
+        self.open.extend(patterns.iter().map(|p| p.to_string()));
+        self
+    }
+    /// `sftp = true` within these paths.
+    pub fn sftp(mut self, paths: &[&str]) -> Self {
+        self.sftp = Some(paths.iter().map(|p| p.to_string()).collect());
+        self
+    }
+    pub fn listen(mut self, addresses: &[&str]) -> Self {
+        self.listen.extend(addresses.iter().map(|p| p.to_string()));
+        self
+    }
+    pub fn capture(mut self, capture: bool) -> Self {
+        self.capture = capture;
+        self
     }
     pub fn exec(mut self, patterns: &[&str]) -> Self {
         self.exec.extend(patterns.iter().map(|p| p.to_string()));
@@ -87,6 +112,17 @@ impl Setup {
     pub fn role(mut self, name: &str, role: Role) -> Self {
         self.roles.retain(|(n, _)| n != name);
         self.roles.push((name.to_string(), role));
+        self
+    }
+
+    /// Changes the standard role.
+    pub fn with_role(mut self, change: impl FnOnce(Role) -> Role) -> Self {
+        let (_, role) = self
+            .roles
+            .iter_mut()
+            .find(|(n, _)| n == ROLE)
+            .expect("Setup::with_role needs the standard role");
+        *role = change(role.clone());
         self
     }
 

@@ -17,6 +17,7 @@ fn role(name: &str, targets: &[&str], exec: &[&str], max_ttl: Duration) -> Role 
         max_ttl,
         approval: Approval::Manual,
         single_session: false,
+        channels: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Behaviour tests for the policy module, written against its public API.
 
 mod ceiling;
+mod channels;
 mod duration;
 mod example;
 mod load;
