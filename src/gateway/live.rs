@@ -5,9 +5,10 @@
 //! and only for the [`AuthorizedSession`] this value holds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use russh::ChannelId;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::auth::AuthorizedSession;
 use super::handler::refused_request;
@@ -17,10 +18,24 @@ use crate::upstream::{Upstream, UpstreamError};
 
 pub type UpstreamResult = Result<Arc<Upstream>, Arc<UpstreamError>>;
 
+/// Channel tasks a session may have in flight (a bound, not a quota that
+/// is ever reached in practice).
+const MAX_CHANNEL_TASKS: u32 = 1 << 20;
+/// How long the end of a session waits for its channels' closing records.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Held by a channel task until it has recorded its end; see
+/// [`LiveSession::hold`].
+pub struct ChannelGuard {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 pub struct LiveSession {
     pub authorized: AuthorizedSession,
     ctx: Arc<ServerContext>,
     upstream: OnceCell<UpstreamResult>,
+    /// One permit per running channel task that still has to record its end.
+    channel_tasks: Arc<Semaphore>,
 }
 
 impl LiveSession {
@@ -31,6 +46,7 @@ impl LiveSession {
             authorized,
             ctx,
             upstream: OnceCell::new(),
+            channel_tasks: Arc::new(Semaphore::new(MAX_CHANNEL_TASKS as usize)),
         });
         let dialling = live.clone();
         tokio::spawn(async move {
@@ -79,8 +95,22 @@ impl LiveSession {
         }
     }
 
-    /// Ends the session: the record first, then the upstream connection.
+    /// Marks a channel task (a forward, an sftp channel) that records its
+    /// own end: [`LiveSession::end`] waits for it, so a connection that
+    /// drops does not end the session before those records are in.
+    pub fn hold(&self) -> ChannelGuard {
+        ChannelGuard {
+            _permit: self.channel_tasks.clone().try_acquire_owned().ok(),
+        }
+    }
+
+    /// Ends the session: the channels' closing records (a bounded wait),
+    /// then the session's record, then the upstream connection.
     pub async fn end(&self, reason: &str) {
+        let all_closed = self.channel_tasks.acquire_many(MAX_CHANNEL_TASKS);
+        if tokio::time::timeout(CLOSE_GRACE, all_closed).await.is_err() {
+            tracing::warn!(session = %self.authorized.id(), "channels still open at the end of the session");
+        }
         if let Err(e) = self
             .store()
             .end_session(self.authorized.id(), reason.to_string())
