@@ -3,14 +3,11 @@
 //! cert's `open@portcullis` and a role's `open` allow the literal
 //! `host:port`; the bastion connects from itself, records the forward
 //! before connecting and its byte counts when it closes; everything else
-//! fails to open and is recorded with its reason. `ssh -R` is refused
-//! unless a role lists the listen address.
+//! fails to open and is recorded with its reason. (ProxyJump: jump.rs;
+//! remote forwarding: remote_forward.rs.)
 mod common;
 
-use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -178,129 +175,6 @@ fn captured_forward_payload_is_in_the_transcript() {
     assert_eq!(text("stdout"), "ping!", "{show:#}");
 }
 
-/// An ssh config for `ssh -J`: OpenSSH applies command-line options to the
-/// last hop only, so both hops are spelled out here.
-fn jump_config(agent: &Agent<'_>, dir: &Path, target_port: u16, inner_cert: &Path) -> PathBuf {
-    let b = agent.bastion;
-    let known = dir.join("known_hosts");
-    fs::write(
-        &known,
-        format!(
-            "[127.0.0.1]:{} {}\n[127.0.0.1]:{} {}\n",
-            b.port,
-            b.host_key(),
-            target_port,
-            b.target(TARGET).host_key
-        ),
-    )
-    .unwrap();
-    let common = format!(
-        "  HostName 127.0.0.1\n  IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  \
-         UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n  IdentityFile {}\n",
-        known.display(),
-        agent.key.private.display()
-    );
-    let config = dir.join("config");
-    fs::write(
-        &config,
-        format!(
-            "Host bastion\n{common}  Port {}\n  User {}\n  CertificateFile {}\n\n\
-             Host inner\n{common}  Port {target_port}\n  User {}\n  CertificateFile {}\n",
-            b.port,
-            agent.login,
-            agent.cert.as_ref().unwrap().display(),
-            whoami(),
-            inner_cert.display()
-        ),
-    )
-    .unwrap();
-    config
-}
-
-/// `ssh -F CONFIG -J bastion inner echo jumped`, authenticating on the
-/// target with a cert from the bastion's upstream CA (the target trusts it).
-fn jump(b: &Bastion, open: bool) -> (Output, PathBuf) {
-    let target_port = b.target(TARGET).port;
-    let agent = b.granted_agent();
-    let dir = b.dir().join(format!("jump-{open}"));
-    fs::create_dir_all(&dir).unwrap();
-    let inner = b.new_key();
-    let inner_cert = sign_with_ssh_keygen(
-        &b.dir().join("ca/upstream_ca"),
-        &inner.public,
-        "inner",
-        &[&whoami()],
-        "-1m:+10m",
-        &[],
-        false,
-        7,
-    );
-    let config = jump_config(&agent, &dir, target_port, &inner_cert);
-    let mut cmd = Command::new("ssh");
-    cmd.arg("-F").arg(&config);
-    cmd.args(["-i"]).arg(&inner.private);
-    cmd.args(["-J", "bastion", "inner", "echo jumped"]);
-    (run_bounded(&mut cmd), config)
-}
-
-#[test]
-fn proxy_jump_reaches_a_target_in_scope() {
-    // The target's port is picked when it starts, so the role allows any
-    // port on the target's address.
-    let b = Bastion::start(Setup::standard().with_role(|r| r.open(&["127.0.0.1:*"])));
-    let (out, _) = jump(&b, true);
-
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "jumped\n",
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, opened) = wait_for_event(&b, "forward.opened", |_| true);
-    assert_eq!(opened["port"], b.target(TARGET).port, "{opened}");
-    assert!(
-        find_event(&b, "exec.allowed", |_| true).is_none(),
-        "the inner session is end-to-end encrypted: no command is seen"
-    );
-}
-
-#[test]
-fn proxy_jump_to_a_target_outside_the_scope_is_refused() {
-    let b = Bastion::start(Setup::standard().with_role(|r| r.open(&["127.0.0.1:1"])));
-    let (out, _) = jump(&b, false);
-
-    assert_ne!(out.status.code(), Some(0), "the jump fails");
-    assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("stdio forwarding failed"), "{stderr}");
-    wait_for_event(&b, "forward.refused", |e| {
-        e["port"] == b.target(TARGET).port
-    });
-}
-
-#[test]
-fn remote_forward_is_refused_by_default() {
-    let echo = EchoServer::start(b"");
-    let b = with_open(&["127.0.0.1:ECHO"], &echo);
-    let agent = b.granted_agent();
-    let scratch = tempfile::tempdir().unwrap();
-    let remote = free_port();
-    let mut cmd = ssh_base(&agent, scratch.path());
-    cmd.args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
-        .arg(format!("127.0.0.1:{remote}:127.0.0.1:{}", echo.port))
-        .arg(format!("{}@127.0.0.1", agent.login));
-
-    let out = run_bounded(&mut cmd);
-
-    assert_eq!(out.status.code(), Some(255), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("remote port forwarding failed"), "{stderr}");
-    assert!(!is_listening(remote), "nothing listens on the bastion");
-    wait_for_event(&b, "request.refused", |e| {
-        e["reason"].as_str().unwrap_or_default().contains("listen")
-    });
-}
-
 #[test]
 fn slow_forward_destination_does_not_stall_other_channels() {
     let sink = SinkServer::start();
@@ -342,37 +216,27 @@ fn slow_forward_destination_does_not_stall_other_channels() {
 }
 
 #[test]
-fn remote_forward_to_a_listed_address_works_and_is_recorded() {
-    let echo = EchoServer::start(b"back\n");
-    let remote = free_port();
-    let listen = format!("127.0.0.1:{remote}");
-    let b = Bastion::start(Setup::standard().with_role(|r| r.listen(&[&listen])));
-    let spec = format!("127.0.0.1:{remote}:127.0.0.1:{}", echo.port);
-    let tunnel = Tunnel::open(&b.granted_agent(), &["-R", &spec], Some(remote));
-
-    assert_eq!(roundtrip(remote, b"via -R"), b"via -Rback\n");
-
-    let (show, closed) = wait_for_event(&b, "forward.closed", |_| true);
-    // For -R the TCP side is the connection accepted on the bastion: it
-    // sent 6 bytes towards the agent and got 11 back.
-    assert_eq!(closed["bytes_from_destination"], 6, "{closed}");
-    assert_eq!(closed["bytes_to_destination"], 11, "{closed}");
-    assert_eq!(
-        events_of_kind(&show, "listen.opened")[0]["address"],
-        listen.as_str()
-    );
-    assert_eq!(
-        events_of_kind(&show, "listen.accepted").len(),
-        1,
-        "{show:#}"
-    );
+fn forward_open_when_the_connection_drops_is_still_closed_in_the_store() {
+    let echo = EchoServer::start(b"");
+    let b = with_open(&["127.0.0.1:ECHO"], &echo);
+    let local = free_port();
+    let dest = format!("{local}:127.0.0.1:{}", echo.port);
+    let tunnel = Tunnel::open(&b.granted_agent(), &["-L", &dest], Some(local));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream.write_all(b"half").unwrap();
+    let mut echoed = [0u8; 4];
+    std::io::Read::read_exact(&mut stream, &mut echoed).unwrap();
 
     drop(tunnel);
-    eventually("the listener to close with the connection", || {
-        if is_listening(remote) {
-            Err("still listening".into())
-        } else {
-            Ok(())
+
+    let (show, closed) = wait_for_event(&b, "forward.closed", |_| true);
+    assert_eq!(closed["bytes_to_destination"], 4, "{closed}");
+    assert_eq!(closed["bytes_from_destination"], 4, "{closed}");
+    eventually("the session to end after the forward's record", || {
+        let show = show_json(&b, show["session"]["id"].as_i64().unwrap_or(0));
+        match show["session"]["ended_at"].as_str() {
+            Some(_) => Ok(()),
+            None => Err(format!("{show:#}")),
         }
     });
 }

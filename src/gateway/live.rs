@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use russh::ChannelId;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::auth::AuthorizedSession;
 use super::handler::refused_request;
@@ -23,6 +23,18 @@ use crate::upstream::{Upstream, UpstreamError};
 
 pub type UpstreamResult = Result<Arc<Upstream>, Arc<UpstreamError>>;
 
+/// Channel tasks a session may have in flight (a bound, not a quota that
+/// is ever reached in practice).
+const MAX_CHANNEL_TASKS: u32 = 1 << 20;
+/// How long the end of a session waits for its channels' closing records.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Held by a channel task until it has recorded its end; see
+/// [`LiveSession::hold`].
+pub struct ChannelGuard {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 pub struct LiveSession {
     pub authorized: AuthorizedSession,
     ctx: Arc<ServerContext>,
@@ -32,6 +44,8 @@ pub struct LiveSession {
     ending: watch::Sender<Option<String>>,
     /// Unix micros of the last channel traffic, for the idle timeout.
     last_activity: AtomicI64,
+    /// One permit per running channel task that still has to record its end.
+    channel_tasks: Arc<Semaphore>,
 }
 
 /// Why a session is cut when its cert's window closes.
@@ -49,6 +63,7 @@ impl LiveSession {
             upstream: Mutex::new(None),
             ending,
             last_activity: AtomicI64::new(clock::now_us()),
+            channel_tasks: Arc::new(Semaphore::new(MAX_CHANNEL_TASKS as usize)),
         });
         live.ctx.live.register(&live);
         let dialling = live.clone();
@@ -146,9 +161,23 @@ impl LiveSession {
         }
     }
 
-    /// Ends the session: the record first, then single use, then upstream.
+    /// Marks a channel task (a forward, an sftp channel) that records its
+    /// own end: [`LiveSession::end`] waits for it, so a connection that
+    /// drops does not end the session before those records are in.
+    pub fn hold(&self) -> ChannelGuard {
+        ChannelGuard {
+            _permit: self.channel_tasks.clone().try_acquire_owned().ok(),
+        }
+    }
+
+    /// Ends the session: the channels' closing records (a bounded wait),
+    /// then the session's record, then single use, then upstream.
     pub async fn end(&self, reason: &str) {
         self.ctx.live.unregister(self.id());
+        let all_closed = self.channel_tasks.acquire_many(MAX_CHANNEL_TASKS);
+        if tokio::time::timeout(CLOSE_GRACE, all_closed).await.is_err() {
+            tracing::warn!(session = %self.authorized.id(), "channels still open at the end of the session");
+        }
         if let Err(e) = self
             .store()
             .end_session(self.id(), reason.to_string())

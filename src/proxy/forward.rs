@@ -38,6 +38,7 @@ pub async fn run(
     request: ForwardRequest,
     reply: ChannelOpenHandle,
 ) {
+    let _guard = live.hold();
     let id = channel.id();
     let decision = match live
         .authorized

@@ -112,6 +112,7 @@ async fn offer(
     socket: SocketAddr,
     handle: Handle,
 ) {
+    let _guard = live.hold();
     let event = Event::ListenAccepted {
         address: socket.to_string(),
         originator: peer.to_string(),

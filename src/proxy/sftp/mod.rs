@@ -31,6 +31,7 @@ pub async fn run(
     reader: ChannelReadHalf,
     name: &str,
 ) {
+    let _guard = live.hold();
     let decision = match live.authorized.scope().authorize_subsystem(name) {
         Ok(decision) => decision,
         Err(refusal) => {
