@@ -49,6 +49,13 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, SetupError> {
             created.push(path);
         }
     }
+    // The CA directory holds signing keys: nobody else needs to list it.
+    let ca_dir = dir.join("ca");
+    std::fs::set_permissions(&ca_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|source| SetupError::Io {
+            path: ca_dir.clone(),
+            source,
+        })?;
     for (name, text) in EXAMPLE_POLICY {
         let path = dir.join("policy").join(name);
         if !path.exists() {
