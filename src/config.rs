@@ -170,9 +170,16 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let parsed: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Config::parse(path, &text)
+    }
+
+    /// The config in `text`, as if read from `path`: errors name `path`,
+    /// and relative paths resolve against its directory. The filesystem is
+    /// not touched; [`Config::load`] is this after reading the file.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let parsed: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(1),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
             message: e.message().to_string(),
         })?;
         let file = absolute(path);
@@ -248,4 +255,43 @@ trusted = []
 # max_command_bytes = 32768
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_text_is_the_config_loaded_from_the_file() {
+        let dir = match tempfile::TempDir::new() {
+            Ok(dir) => dir,
+            Err(error) => panic!("cannot make a temp dir: {error}"),
+        };
+        let path = dir.path().join(DEFAULT_CONFIG_FILE);
+        let text = default_config_text("127.0.0.1:2022");
+        if let Err(error) = std::fs::write(&path, &text) {
+            panic!("cannot write the config: {error}");
+        }
+        let (loaded, parsed) = match (Config::load(&path), Config::parse(&path, &text)) {
+            (Ok(loaded), Ok(parsed)) => (loaded, parsed),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(format!("{parsed:?}"), format!("{loaded:?}"));
+        assert_eq!(parsed.policy_dir, dir.path().join("policy"));
+        assert_eq!(parsed.listen.port(), 2022);
+    }
+
+    #[test]
+    fn parse_errors_name_the_file_and_line() {
+        let path = Path::new("/etc/portcullis/portcullis.toml");
+        let text = default_config_text("127.0.0.1:2222").replace("store =", "stor =");
+        let error = match Config::parse(path, &text) {
+            Ok(config) => panic!("parsed {config:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.starts_with("/etc/portcullis/portcullis.toml:5: unknown field `stor`"),
+            "{error}"
+        );
+    }
 }

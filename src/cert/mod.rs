@@ -11,7 +11,8 @@ pub use options::CertScope;
 pub use verify::{TrustedCas, VerifiedCert};
 
 /// Why a presented certificate is refused, worded for the person at the
-/// client's terminal and for the audit row.
+/// client's terminal and for the audit row: always one line, so text taken
+/// from the cert or the client is quoted with its control characters escaped.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CertRefusal {
     #[error("a host certificate was presented as a user certificate")]
@@ -26,9 +27,9 @@ pub enum CertRefusal {
     Expired(String),
     #[error("certificate lists no principals")]
     NoPrincipals,
-    #[error("login \"{0}\" is not a listed principal of the certificate")]
+    #[error("login {0:?} is not a listed principal of the certificate")]
     WrongPrincipal(String),
-    #[error("certificate has an unknown critical option \"{0}\"")]
+    #[error("certificate has an unknown critical option {0:?}")]
     UnknownCriticalOption(String),
     #[error("critical option {option} is invalid: {reason}")]
     BadOption { option: String, reason: String },

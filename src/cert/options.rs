@@ -90,3 +90,86 @@ fn parse_open(value: &str) -> Result<OpenPatternSet, CertRefusal> {
         reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(entries: &[(&str, &str)]) -> OptionsMap {
+        let mut map = OptionsMap::new();
+        for (name, value) in entries {
+            map.insert((*name).to_owned(), (*value).to_owned());
+        }
+        map
+    }
+
+    fn refusal(critical: &[(&str, &str)]) -> CertRefusal {
+        match CertScope::from_cert(&map(critical), &OptionsMap::new()) {
+            Ok(scope) => panic!("accepted {scope:?}"),
+            Err(refusal) => refusal,
+        }
+    }
+
+    #[test]
+    fn unknown_critical_option_is_refused_on_one_line() {
+        // Found by fuzz/cert_verify: the option name went into the refusal
+        // raw, so a newline in it split the client's and the audit's line.
+        let shown = refusal(&[("evil\nportcullis: accepted", "")]).to_string();
+        assert_eq!(
+            shown,
+            r#"certificate has an unknown critical option "evil\nportcullis: accepted""#
+        );
+        let shown = refusal(&[("no-touch-required", "")]).to_string();
+        assert_eq!(
+            shown,
+            r#"certificate has an unknown critical option "no-touch-required""#
+        );
+    }
+
+    #[test]
+    fn wrong_principal_refusal_quotes_the_login_on_one_line() {
+        let shown = CertRefusal::WrongPrincipal("web1\r\nroot".to_owned()).to_string();
+        assert_eq!(
+            shown,
+            r#"login "web1\r\nroot" is not a listed principal of the certificate"#
+        );
+    }
+
+    #[test]
+    fn every_known_option_is_kept_in_the_scope() {
+        let critical = map(&[
+            (EXEC_OPTION, r#"["systemctl status *"]"#),
+            (OPEN_OPTION, r#"["127.0.0.1:5432"]"#),
+            (FORCE_COMMAND, "uptime"),
+            (SOURCE_ADDRESS, "10.0.0.0/8,::1"),
+        ]);
+        let extensions = map(&[(PERMIT_PTY, ""), (TASK_EXTENSION, "T-1")]);
+        let scope = match CertScope::from_cert(&critical, &extensions) {
+            Ok(scope) => scope,
+            Err(refusal) => panic!("{refusal}"),
+        };
+        assert!(scope
+            .exec
+            .is_some_and(|exec| exec.matches_any("systemctl status nginx")));
+        assert!(scope.open.is_some());
+        assert_eq!(scope.force_command.as_deref(), Some("uptime"));
+        assert_eq!(scope.source_address.map(|list| list.len()), Some(2));
+        assert!(scope.permit_pty && !scope.permit_port_forwarding);
+        assert_eq!(scope.task.as_deref(), Some("T-1"));
+    }
+
+    #[test]
+    fn malformed_known_options_are_refused() {
+        for (option, value) in [
+            (EXEC_OPTION, r#"["", "ls"]"#),
+            (EXEC_OPTION, "ls"),
+            (OPEN_OPTION, r#"[1]"#),
+            (SOURCE_ADDRESS, "10.0.0.0/33"),
+        ] {
+            assert!(
+                matches!(refusal(&[(option, value)]), CertRefusal::BadOption { .. }),
+                "{option}={value}"
+            );
+        }
+    }
+}

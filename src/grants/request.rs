@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use super::GrantScope;
-use crate::policy::{self, Role};
+use crate::policy::{self, CommandPattern, Role};
 
 /// Longest wait for a manual approval a requester may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -73,6 +73,8 @@ pub enum RequestError {
     Target { target: String, role: String },
     #[error("command pattern {pattern:?} is not within role {role}")]
     Exec { pattern: String, role: String },
+    #[error("--exec {pattern:?}: {reason}")]
+    BadPattern { pattern: String, reason: String },
     #[error("forward {open:?} is not within role {role}")]
     Open { open: String, role: String },
 }
@@ -122,6 +124,14 @@ pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestErro
         role_exec
     } else {
         for pattern in &args.exec {
+            // A pattern no cert can carry would only yield a cert that
+            // every login refuses.
+            if let Err(error) = CommandPattern::parse(pattern) {
+                return Err(RequestError::BadPattern {
+                    pattern: pattern.clone(),
+                    reason: error.to_string(),
+                });
+            }
             // Sound without pattern algebra: a role pattern verbatim, or a
             // literal command some role pattern already allows.
             let within = role_exec.contains(pattern)
@@ -170,6 +180,40 @@ mod tests {
         };
         assert_eq!(args.reason.as_deref(), Some("fix nginx"));
         assert_eq!(args.exec, vec!["systemctl status *".to_string()]);
+    }
+
+    #[test]
+    fn an_empty_exec_pattern_is_refused_even_under_an_unrestricted_role() {
+        // Found with fuzz/grant_request: "*" matches the empty command, so
+        // `--exec ''` passed as a literal the role allows, and the grant
+        // carried a pattern every certificate check then refuses.
+        let role = Role {
+            name: "ops".to_owned(),
+            targets: vec!["web1".to_owned()],
+            exec: match policy::PatternSet::parse(["*"]) {
+                Ok(exec) => exec,
+                Err(error) => panic!("{error}"),
+            },
+            open: Vec::new(),
+            pty: false,
+            max_ttl: Duration::from_secs(600),
+            approval: policy::Approval::Manual,
+            single_session: false,
+            channels: Default::default(),
+        };
+        let parsed = parse("request --role ops --ttl 5m --exec ''");
+        let Ok(GrantCommand::Request(args)) = parsed else {
+            panic!("not a request: {parsed:?}");
+        };
+        match narrow(&role, &args) {
+            Err(RequestError::BadPattern { pattern, .. }) => assert_eq!(pattern, ""),
+            other => panic!("expected a refused pattern, got {other:?}"),
+        }
+        let parsed = parse("request --role ops --ttl 5m --exec uptime");
+        let Ok(GrantCommand::Request(args)) = parsed else {
+            panic!("not a request: {parsed:?}");
+        };
+        assert!(narrow(&role, &args).is_ok_and(|scope| scope.exec == ["uptime"]));
     }
 
     #[test]

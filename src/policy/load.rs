@@ -106,40 +106,73 @@ impl Policy {
     /// from `dir`. All three are required.
     pub fn load(dir: &Path) -> Result<Policy, PolicyErrors> {
         let mut errors = Vec::new();
-        let targets_src = read(dir, "targets.toml", &mut errors);
-        let roles_src = read(dir, "roles.toml", &mut errors);
-        let identities_src = read(dir, "identities.toml", &mut errors);
+        let targets = read(dir, "targets.toml", &mut errors);
+        let roles = read(dir, "roles.toml", &mut errors);
+        let identities = read(dir, "identities.toml", &mut errors);
+        check_sources(dir, [targets, roles, identities], errors)
+    }
 
-        let targets = targets_src.as_ref().and_then(|source| {
-            let raw: TargetsFile = parse(source, &mut errors)?;
-            let mut problems = Problems::new(source);
-            let targets = check_targets(raw, dir, &mut problems);
-            problems.finish(&mut errors);
-            Some(targets)
-        });
-        let roles = roles_src.as_ref().and_then(|source| {
-            let raw: RolesFile = parse(source, &mut errors)?;
-            let mut problems = Problems::new(source);
-            let roles = check_roles(raw, targets.as_ref(), &mut problems);
-            problems.finish(&mut errors);
-            Some(roles)
-        });
-        let identities = identities_src.as_ref().and_then(|source| {
-            let raw: IdentitiesFile = parse(source, &mut errors)?;
-            let mut problems = Problems::new(source);
-            let identities = check_identities(raw, roles.as_ref(), &mut problems);
-            problems.finish(&mut errors);
-            Some(identities)
-        });
+    /// Check the texts of the three policy files as if read from `dir`:
+    /// problems name `dir/targets.toml` etc. and their lines, and key files
+    /// resolve against `dir`. The filesystem is not touched; [`Policy::load`]
+    /// is this after reading the files.
+    pub fn parse(
+        dir: &Path,
+        targets: &str,
+        roles: &str,
+        identities: &str,
+    ) -> Result<Policy, PolicyErrors> {
+        let source = |name: &str, text: &str| {
+            Some(Source {
+                path: dir.join(name),
+                text: text.to_owned(),
+            })
+        };
+        let sources = [
+            source("targets.toml", targets),
+            source("roles.toml", roles),
+            source("identities.toml", identities),
+        ];
+        check_sources(dir, sources, Vec::new())
+    }
+}
 
-        match (targets, roles, identities) {
-            (Some(targets), Some(roles), Some(identities)) if errors.is_empty() => Ok(Policy {
-                targets,
-                roles,
-                identities,
-            }),
-            _ => Err(PolicyErrors { errors }),
-        }
+/// Check the files that could be read (`None` for one that could not, whose
+/// problem is already in `errors`), each against the ones before it.
+fn check_sources(
+    dir: &Path,
+    [targets_src, roles_src, identities_src]: [Option<Source>; 3],
+    mut errors: Vec<PolicyError>,
+) -> Result<Policy, PolicyErrors> {
+    let targets = targets_src.as_ref().and_then(|source| {
+        let raw: TargetsFile = parse(source, &mut errors)?;
+        let mut problems = Problems::new(source);
+        let targets = check_targets(raw, dir, &mut problems);
+        problems.finish(&mut errors);
+        Some(targets)
+    });
+    let roles = roles_src.as_ref().and_then(|source| {
+        let raw: RolesFile = parse(source, &mut errors)?;
+        let mut problems = Problems::new(source);
+        let roles = check_roles(raw, targets.as_ref(), &mut problems);
+        problems.finish(&mut errors);
+        Some(roles)
+    });
+    let identities = identities_src.as_ref().and_then(|source| {
+        let raw: IdentitiesFile = parse(source, &mut errors)?;
+        let mut problems = Problems::new(source);
+        let identities = check_identities(raw, roles.as_ref(), &mut problems);
+        problems.finish(&mut errors);
+        Some(identities)
+    });
+
+    match (targets, roles, identities) {
+        (Some(targets), Some(roles), Some(identities)) if errors.is_empty() => Ok(Policy {
+            targets,
+            roles,
+            identities,
+        }),
+        _ => Err(PolicyErrors { errors }),
     }
 }
 

@@ -290,3 +290,38 @@ fn names_that_would_confuse_ssh_are_rejected() {
         assert_eq!(Policy::load(dir.path()).is_ok(), fine, "{name}");
     }
 }
+
+#[test]
+fn parsing_texts_reports_exactly_what_loading_the_files_reports() {
+    let targets = "[targets.web1]\naddress = \"127.0.0.1\"\nuser = \"deploy\"\nauth = \"key\"\nkey_file = \"keys/web1\"\n";
+    let roles = "[roles.ops]\ntargets = [\n  \"web1\",\n  \"web9\",\n]\nmax_ttl = \"15x\"\n";
+    let cases = [
+        (TARGETS, ROLES, IDENTITIES),
+        (targets, roles, IDENTITIES),
+        (
+            "[targets.web1]\nuser = deploy\n",
+            ROLES,
+            "[identities.a]\nroles = [\"nope\"]\n",
+        ),
+    ];
+    for (targets, roles, identities) in cases {
+        let dir = policy_dir(Some(targets), Some(roles), Some(identities));
+        let loaded = Policy::load(dir.path());
+        let parsed = Policy::parse(dir.path(), targets, roles, identities);
+        assert_eq!(parsed, loaded, "{targets}\n{roles}\n{identities}");
+    }
+}
+
+#[test]
+fn parsed_problems_name_the_files_under_the_given_dir() {
+    let dir = Path::new("/etc/portcullis/policy");
+    let errors = match Policy::parse(dir, TARGETS, "[roles.ops]\n", IDENTITIES) {
+        Ok(policy) => panic!("expected problems, loaded {policy:?}"),
+        Err(errors) => errors,
+    };
+    assert_problems(
+        &errors,
+        &[("roles.toml", Some(1), "missing field `targets`")],
+    );
+    assert_eq!(errors.errors[0].file, dir.join("roles.toml"));
+}
