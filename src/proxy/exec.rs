@@ -117,9 +117,16 @@ async fn client_to_target(
 }
 
 /// stdout, stderr, exit status: target -> store -> client.
+///
+/// The target's EOF is held back until the exit status (or signal) has been
+/// delivered: sshd sends either first, but the exit status waits for its
+/// write-ahead commit here, and an OpenSSH client that has sent its own EOF
+/// closes the channel as soon as ours arrives and then drops a late exit
+/// status (its exit code becomes 255; seen with ControlMaster clients).
 async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader: ChannelReadHalf) {
     let session = live.authorized.id();
     let channel = channel_number(client.id);
+    let mut eof_held = false;
     while let Some(msg) = reader.wait().await {
         let delivered = match msg {
             ChannelMsg::Data { data } => {
@@ -156,6 +163,7 @@ async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader
                     )
                     .await;
                 client.writer.exit_status(exit_status).await.is_ok()
+                    && release_eof(client, &mut eof_held).await
             }
             ChannelMsg::ExitSignal {
                 signal_name,
@@ -179,19 +187,34 @@ async fn target_to_client(live: &LiveSession, client: &ClientChannel, mut reader
                     )
                     .await
                     .is_ok()
+                    && release_eof(client, &mut eof_held).await
             }
             ChannelMsg::Failure => {
                 client.fail("the target refused to run the command").await;
                 return;
             }
-            ChannelMsg::Eof => client.writer.eof().await.is_ok(),
-            ChannelMsg::Close => return,
+            ChannelMsg::Eof => {
+                eof_held = true;
+                true
+            }
+            ChannelMsg::Close => {
+                release_eof(client, &mut eof_held).await;
+                return;
+            }
             _ => true,
         };
         if !delivered {
             return;
         }
     }
+}
+
+/// Forwards the target's EOF if it was held back.
+async fn release_eof(client: &ClientChannel, held: &mut bool) -> bool {
+    if !std::mem::take(held) {
+        return true;
+    }
+    client.writer.eof().await.is_ok()
 }
 
 /// Fail closed: output that cannot be recorded is not forwarded.
