@@ -7,7 +7,8 @@
 //! ever appended through [`append`], which also advances the in-memory
 //! [`ChainHead`]; [`store_head`] writes that head in the same transaction.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{params, Connection, DatabaseName, OptionalExtension, ToSql};
 use sha2::{Digest, Sha256};
 
 /// Domain separation: a hash from this chain can't be mistaken for another.
@@ -47,6 +48,12 @@ impl ChainHead {
 
 /// The hash of `row` chained after `prev`.
 pub(crate) fn row_hash(prev: &[u8], row: &ChainRow<'_>) -> Hash {
+    hash_row(prev, row, row.data.as_ref().map(std::slice::from_ref))
+}
+
+/// [`row_hash`] with the row's data given as consecutive parts (`row.data`
+/// is ignored): the same hash as the parts joined, without joining them.
+fn hash_row(prev: &[u8], row: &ChainRow<'_>, data: Option<&[&[u8]]>) -> Hash {
     let mut h = Sha256::new();
     h.update(DOMAIN);
     put_bytes(&mut h, prev);
@@ -57,7 +64,17 @@ pub(crate) fn row_hash(prev: &[u8], row: &ChainRow<'_>) -> Hash {
     put_bytes(&mut h, row.kind.as_bytes());
     put_bytes(&mut h, row.detail.as_bytes());
     put_opt_bytes(&mut h, row.stream.map(str::as_bytes));
-    put_opt_bytes(&mut h, row.data);
+    match data {
+        None => h.update([0u8]),
+        Some(parts) => {
+            h.update([1u8]);
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            h.update((len as u64).to_be_bytes());
+            for part in parts {
+                h.update(part);
+            }
+        }
+    }
     h.finalize().into()
 }
 
@@ -164,6 +181,55 @@ pub(crate) fn append(
         ..row
     };
     let hash = row_hash(&head.hash, &row);
+    insert(conn, &row, &row.data, &head.hash, &hash)?;
+    *head = ChainHead { seq: row.seq, hash };
+    Ok(row.seq)
+}
+
+/// Like [`append`] for a row whose data is the consecutive `parts`. The
+/// parts are hashed and written into the row's pages in place (incremental
+/// blob I/O) instead of being joined, and then copied again by SQLite, in
+/// memory first: for stream rows that is most of the writer's work.
+pub(crate) fn append_parts(
+    conn: &Connection,
+    head: &mut ChainHead,
+    row: ChainRow<'_>,
+    parts: &[&[u8]],
+) -> rusqlite::Result<i64> {
+    let row = ChainRow {
+        seq: head.seq.saturating_add(1),
+        data: None,
+        ..row
+    };
+    let hash = hash_row(&head.hash, &row, Some(parts));
+    match parts {
+        [] => insert(conn, &row, &Some(&[][..]), &head.hash, &hash)?,
+        [only] => insert(conn, &row, &Some(*only), &head.hash, &hash)?,
+        _ => {
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            let zeros = i32::try_from(len)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            insert(conn, &row, &ToSqlOutput::ZeroBlob(zeros), &head.hash, &hash)?;
+            // `seq` is the INTEGER PRIMARY KEY, i.e. the rowid.
+            let mut blob = conn.blob_open(DatabaseName::Main, "events", "data", row.seq, false)?;
+            let mut at = 0;
+            for part in parts {
+                blob.write_at(part, at)?;
+                at += part.len();
+            }
+        }
+    }
+    *head = ChainHead { seq: row.seq, hash };
+    Ok(row.seq)
+}
+
+fn insert(
+    conn: &Connection,
+    row: &ChainRow<'_>,
+    data: &dyn ToSql,
+    prev: &Hash,
+    hash: &Hash,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO events (seq, session_id, channel, at_us, kind, detail, stream, data, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -176,12 +242,11 @@ pub(crate) fn append(
         row.kind,
         row.detail,
         row.stream,
-        row.data,
-        &head.hash[..],
+        data,
+        &prev[..],
         &hash[..],
     ])?;
-    *head = ChainHead { seq: row.seq, hash };
-    Ok(row.seq)
+    Ok(())
 }
 
 /// Records `head` as the chain's head (call in the appending transaction).

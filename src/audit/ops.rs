@@ -111,7 +111,7 @@ pub(crate) fn record(
     Ok(())
 }
 
-/// Appends a chunk of stream bytes.
+/// Appends stream bytes, given as consecutive parts, as one row.
 pub(crate) fn chunk(
     conn: &Connection,
     head: &mut ChainHead,
@@ -119,10 +119,10 @@ pub(crate) fn chunk(
     session: SessionId,
     channel: u32,
     stream: &str,
-    data: &[u8],
+    parts: &[&[u8]],
 ) -> Result<(), OpError> {
     check_open(conn, session)?;
-    chain::append(
+    chain::append_parts(
         conn,
         head,
         ChainRow {
@@ -133,8 +133,9 @@ pub(crate) fn chunk(
             kind: DATA_KIND,
             detail: "{}",
             stream: Some(stream),
-            data: Some(data),
+            data: None,
         },
+        parts,
     )?;
     Ok(())
 }

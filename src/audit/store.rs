@@ -3,7 +3,9 @@
 //! Invariant: the methods that return a committed result (`begin_session`,
 //! `record`, `end_session`, `flush`) resolve only after the writer thread has
 //! committed their batch; `chunk` only queues, but refuses at once when the
-//! store is unhealthy, and its bounded queue pushes back on a fast stream.
+//! store is unhealthy, and pushes back on a fast stream: the bytes of queued,
+//! uncommitted chunks never exceed the chunk budget, so a stream faster than
+//! the disk waits instead of growing the bastion's memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::event::{Event, NewSession, Stream};
 use super::writer::{Msg, Reply, Writer};
@@ -25,6 +27,9 @@ pub struct StoreOptions {
     /// How long a write waits for a lock held by another connection before
     /// the batch fails (and the store turns unhealthy).
     pub busy_timeout: Duration,
+    /// Bytes of stream chunks queued and not yet committed, over all
+    /// sessions, before `chunk` waits.
+    pub chunk_budget: usize,
 }
 
 impl Default for StoreOptions {
@@ -32,6 +37,7 @@ impl Default for StoreOptions {
         StoreOptions {
             queue_capacity: 1024,
             busy_timeout: Duration::from_secs(2),
+            chunk_budget: 8 << 20,
         }
     }
 }
@@ -41,6 +47,8 @@ impl Default for StoreOptions {
 pub struct Store {
     tx: mpsc::Sender<Msg>,
     healthy: Arc<AtomicBool>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
     path: Arc<PathBuf>,
 }
 
@@ -65,9 +73,13 @@ impl Store {
             .name("portcullis-audit".into())
             .spawn(move || writer.run(rx))
             .map_err(StoreError::Spawn)?;
+        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        let budget_bytes = options.chunk_budget.clamp(1, most);
         Ok(Store {
             tx,
             healthy,
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
             path: Arc::new(path),
         })
     }
@@ -122,7 +134,8 @@ impl Store {
     }
 
     /// Queues stream bytes, timestamped now, without waiting for the commit.
-    /// Waits only while the queue is full; fails at once if unhealthy.
+    /// Waits only while the chunk budget or the queue is full; fails at once
+    /// if unhealthy.
     pub async fn chunk(
         &self,
         session: SessionId,
@@ -133,6 +146,12 @@ impl Store {
         if !self.healthy.load(Ordering::SeqCst) {
             return Err(StoreError::Unhealthy);
         }
+        // A chunk larger than the whole budget takes all of it.
+        let share = u32::try_from(data.len().min(self.budget_bytes)).unwrap_or(u32::MAX);
+        let budget = Arc::clone(&self.budget)
+            .acquire_many_owned(share)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
         let at_us = now_us();
         self.tx
             .send(Msg::Chunk {
@@ -140,7 +159,8 @@ impl Store {
                 session,
                 channel,
                 stream,
-                data,
+                parts: vec![data],
+                budget,
             })
             .await
             .map_err(|_| StoreError::WriterStopped)

@@ -8,6 +8,12 @@
 //! (already forwarded by the proxy, so they must not be lost) are kept and
 //! retried first until a commit succeeds, which flags the store healthy again
 //! (while unhealthy the writer probes with an empty transaction on its own).
+//!
+//! Adjacent chunks of the same channel and stream in a batch become one row
+//! (up to [`MAX_ROW_BYTES`], spanning at most [`JOIN_WINDOW_US`]): the bytes
+//! and their order are unchanged, the row carries the first chunk's time.
+//! A bulk stream then costs a few rows per MiB instead of one per packet,
+//! and the parts are written into the row without being joined first.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use super::chain::{self, ChainHead};
 use super::event::{NewSession, Stream};
@@ -26,8 +32,15 @@ use super::{SessionId, StoreError};
 
 /// Most messages taken from the queue into one transaction.
 const MAX_BATCH: usize = 512;
-/// Stop draining the queue into a batch past this many stream bytes.
-const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Stop draining the queue into a batch past this many stream bytes. With
+/// the store's chunk budget (twice this by default) the proxy fills the next
+/// batch while this one commits.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Largest stream row made by joining adjacent chunks.
+const MAX_ROW_BYTES: usize = 1 << 20;
+/// Chunks join a row only if they came within this long of its first chunk,
+/// so a row's time stays the time of all of its bytes for replay.
+const JOIN_WINDOW_US: i64 = 20_000;
 /// Most chunks kept for retry after failed commits; past it the newest are
 /// dropped (and logged), keeping the transcript a gap-free prefix.
 const HELD_LIMIT: usize = 4 * MAX_BATCH;
@@ -59,7 +72,11 @@ pub(crate) enum Msg {
         session: SessionId,
         channel: u32,
         stream: Stream,
-        data: Bytes,
+        /// The bytes, in order: one part as queued, several once joined.
+        parts: Vec<Bytes>,
+        /// The chunk's share of the store's budget of queued stream bytes,
+        /// given back when the message is dropped (committed or refused).
+        budget: OwnedSemaphorePermit,
     },
     End {
         at_us: i64,
@@ -75,7 +92,7 @@ pub(crate) enum Msg {
 impl Msg {
     fn data_len(&self) -> usize {
         match self {
-            Msg::Chunk { data, .. } => data.len(),
+            Msg::Chunk { parts, .. } => parts.iter().map(Bytes::len).sum(),
             _ => 0,
         }
     }
@@ -139,7 +156,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.run_batch(batch);
+            self.run_batch(coalesce(batch));
             if closed && !self.held.is_empty() {
                 final_retries += 1;
                 if final_retries > FINAL_RETRIES {
@@ -209,6 +226,99 @@ impl Writer {
     }
 }
 
+/// Joins runs of adjacent chunks of one channel and stream into single
+/// messages (see the module doc); every other message keeps its place.
+fn coalesce(batch: Vec<Msg>) -> Vec<Msg> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut run: Option<Run> = None;
+    for msg in batch {
+        match msg {
+            Msg::Chunk {
+                at_us,
+                session,
+                channel,
+                stream,
+                parts,
+                budget,
+            } => {
+                let len = parts.iter().map(Bytes::len).sum();
+                match &mut run {
+                    Some(r) if r.admits(at_us, session, channel, stream, len) => {
+                        r.push(parts, len, budget)
+                    }
+                    _ => {
+                        let next = Run {
+                            at_us,
+                            session,
+                            channel,
+                            stream,
+                            bytes: len,
+                            parts,
+                            budget,
+                        };
+                        if let Some(done) = run.replace(next) {
+                            out.push(done.finish());
+                        }
+                    }
+                }
+            }
+            other => {
+                if let Some(done) = run.take() {
+                    out.push(done.finish());
+                }
+                out.push(other);
+            }
+        }
+    }
+    if let Some(done) = run {
+        out.push(done.finish());
+    }
+    out
+}
+
+/// Adjacent chunks of one channel and stream, becoming one row.
+struct Run {
+    at_us: i64,
+    session: SessionId,
+    channel: u32,
+    stream: Stream,
+    bytes: usize,
+    parts: Vec<Bytes>,
+    budget: OwnedSemaphorePermit,
+}
+
+impl Run {
+    fn admits(
+        &self,
+        at_us: i64,
+        session: SessionId,
+        channel: u32,
+        stream: Stream,
+        len: usize,
+    ) -> bool {
+        (self.session, self.channel, self.stream) == (session, channel, stream)
+            && self.bytes + len <= MAX_ROW_BYTES
+            && at_us - self.at_us <= JOIN_WINDOW_US
+    }
+
+    fn push(&mut self, parts: Vec<Bytes>, len: usize, budget: OwnedSemaphorePermit) {
+        self.bytes += len;
+        self.parts.extend(parts);
+        self.budget.merge(budget);
+    }
+
+    fn finish(self) -> Msg {
+        Msg::Chunk {
+            at_us: self.at_us,
+            session: self.session,
+            channel: self.channel,
+            stream: self.stream,
+            parts: self.parts,
+            budget: self.budget,
+        }
+    }
+}
+
 fn apply(tx: &Connection, head: &mut ChainHead, msg: &Msg) -> Result<Option<SessionId>, OpError> {
     match msg {
         Msg::Begin {
@@ -230,8 +340,21 @@ fn apply(tx: &Connection, head: &mut ChainHead, msg: &Msg) -> Result<Option<Sess
             session,
             channel,
             stream,
-            data,
-        } => ops::chunk(tx, head, *at_us, *session, *channel, stream.as_str(), data).map(|()| None),
+            parts,
+            ..
+        } => {
+            let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+            ops::chunk(
+                tx,
+                head,
+                *at_us,
+                *session,
+                *channel,
+                stream.as_str(),
+                &parts,
+            )
+            .map(|()| None)
+        }
         Msg::End {
             at_us,
             session,

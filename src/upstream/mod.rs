@@ -73,6 +73,7 @@ fn client_config() -> client::Config {
         window_size: crate::gateway::WINDOW_SIZE,
         maximum_packet_size: crate::gateway::MAX_PACKET_SIZE,
         keepalive_interval: Some(Duration::from_secs(30)),
+        preferred: crate::gateway::preferred_algorithms(),
         ..Default::default()
     }
 }

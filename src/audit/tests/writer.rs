@@ -1,6 +1,9 @@
 //! Write-ahead commits, batching and per-channel order.
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use rusqlite::Connection;
 
 use super::{new_session, reader, temp_store, temp_store_with};
 use crate::audit::{Entry, Event, SessionFilter, StoreError, StoreOptions, Stream};
@@ -207,4 +210,126 @@ async fn empty_and_binary_chunks_are_kept_exactly() {
         }
     );
     assert!(reader(&path).verify(None).unwrap().is_ok());
+}
+
+/// Bytes of every stream row of `channel`/`stream` joined, and the number
+/// of rows.
+fn stream_rows(t: &crate::audit::Transcript, want: Stream) -> (Vec<u8>, usize) {
+    let mut bytes = Vec::new();
+    let mut rows = 0;
+    for e in &t.events {
+        if let Entry::Data { stream, data } = &e.entry {
+            if *stream == want {
+                bytes.extend_from_slice(data);
+                rows += 1;
+            }
+        }
+    }
+    (bytes, rows)
+}
+
+#[tokio::test]
+async fn chunks_queued_together_share_rows_and_keep_every_byte_in_order() {
+    let (_dir, path, store) = temp_store_with(StoreOptions {
+        busy_timeout: Duration::from_secs(30),
+        ..Default::default()
+    });
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    // Hold the writer inside its first transaction so that what follows
+    // queues up and reaches it as one batch.
+    let locker = Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut expected = Vec::new();
+    for i in 0..200u32 {
+        let data = vec![(i % 251) as u8; 1000 + i as usize];
+        expected.extend_from_slice(&data);
+        store
+            .chunk(sid, 0, Stream::Stdout, Bytes::from(data))
+            .await
+            .unwrap();
+    }
+    store
+        .chunk(sid, 0, Stream::Stderr, Bytes::from_static(b"warning"))
+        .await
+        .unwrap();
+    store
+        .chunk(sid, 0, Stream::Stdout, Bytes::from_static(b"tail"))
+        .await
+        .unwrap();
+    expected.extend_from_slice(b"tail");
+    locker.execute_batch("ROLLBACK").unwrap();
+    store.flush().await.unwrap();
+
+    let t = reader(&path).transcript(sid).unwrap().unwrap();
+    let (stdout, rows) = stream_rows(&t, Stream::Stdout);
+    assert_eq!(stdout, expected, "every byte, in order");
+    assert!(rows < 100, "adjacent chunks share rows ({rows} rows)");
+    let kinds: Vec<Stream> = t
+        .events
+        .iter()
+        .filter_map(|e| match &e.entry {
+            Entry::Data { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds.last().copied(),
+        Some(Stream::Stdout),
+        "the stdout after the stderr chunk stays after it"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == Stream::Stderr).count(),
+        1,
+        "a chunk of another stream is never joined"
+    );
+    assert_eq!(kinds[kinds.len() - 2], Stream::Stderr);
+    assert!(
+        reader(&path).verify(None).unwrap().is_ok(),
+        "rows written from parts hash as their stored bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_faster_than_the_store_waits_for_the_chunk_budget() {
+    let (_dir, path, store) = temp_store_with(StoreOptions {
+        busy_timeout: Duration::from_secs(30),
+        chunk_budget: 64 * 1024,
+        ..Default::default()
+    });
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    let locker = Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let first = Bytes::from(vec![1u8; 40 * 1024]);
+    store
+        .chunk(sid, 0, Stream::Stdout, first.clone())
+        .await
+        .unwrap();
+    // 40 KiB are queued and uncommitted; 40 more do not fit in 64 KiB.
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .chunk(sid, 0, Stream::Stdout, Bytes::from(vec![2u8; 40 * 1024]))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second chunk waits for the budget"
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+    second.await.unwrap().unwrap();
+    store.flush().await.unwrap();
+    let t = reader(&path).transcript(sid).unwrap().unwrap();
+    let (stdout, _) = stream_rows(&t, Stream::Stdout);
+    assert_eq!(stdout.len(), 80 * 1024);
+    assert!(stdout[..40 * 1024].iter().all(|b| *b == 1));
+    assert!(stdout[40 * 1024..].iter().all(|b| *b == 2));
 }

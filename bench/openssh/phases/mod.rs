@@ -1,0 +1,8 @@
+//! The measurements, one module per question of issue 6.
+
+pub mod audit;
+pub mod backpressure;
+pub mod concurrency;
+pub mod connect;
+pub mod forward;
+pub mod throughput;
