@@ -18,7 +18,7 @@ use super::ServerContext;
 use crate::audit::Event;
 use crate::grants::{self, service::Requester};
 use crate::proxy::terminal::{ChannelSetup, PtyRequest};
-use crate::proxy::{self, ClientChannel, EarlyInput};
+use crate::proxy::{self, BeforeRequest, ClientChannel, EarlyInput};
 
 /// Exit status of a refused request, as a shell reports "cannot execute".
 pub const REFUSED_EXIT_STATUS: u32 = 126;
@@ -32,6 +32,15 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
     // multiplexing does): keep it for the command, do not end here.
     let mut early = EarlyInput::default();
     while let Some(msg) = reader.wait().await {
+        let msg = match early.absorb(msg) {
+            BeforeRequest::Other(msg) => msg,
+            BeforeRequest::Kept => continue,
+            BeforeRequest::Closed => return,
+            BeforeRequest::Overflow => {
+                client.refuse("too much input before the request").await;
+                return;
+            }
+        };
         match msg {
             ChannelMsg::RequestPty {
                 term,
@@ -113,15 +122,6 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
                 proxy::sftp::run(&live, client, reader, &name).await;
                 return;
             }
-            ChannelMsg::Data { data } => {
-                let kept = early.push(data);
-                if !kept {
-                    client.refuse("too much input before the request").await;
-                    return;
-                }
-            }
-            ChannelMsg::Eof => early.closed = true,
-            ChannelMsg::Close => return,
             // x11 and agent requests were refused by the handler.
             _ => {}
         }
@@ -153,6 +153,15 @@ pub async fn serve_grant_channel(
     let client = ClientChannel::new(id, writer, handle);
     let mut early = EarlyInput::default();
     while let Some(msg) = reader.wait().await {
+        let msg = match early.absorb(msg) {
+            BeforeRequest::Other(msg) => msg,
+            BeforeRequest::Kept => continue,
+            BeforeRequest::Closed => return,
+            BeforeRequest::Overflow => {
+                client.refuse("too much input before the request").await;
+                return;
+            }
+        };
         match msg {
             ChannelMsg::Exec { command, .. } => {
                 let stdin = grants::service::Stdin { reader, early };
@@ -165,15 +174,6 @@ pub async fn serve_grant_channel(
                     .await;
                 return;
             }
-            ChannelMsg::Data { data } => {
-                let kept = early.push(data);
-                if !kept {
-                    client.refuse("too much input before the request").await;
-                    return;
-                }
-            }
-            ChannelMsg::Eof => early.closed = true,
-            ChannelMsg::Close => return,
             _ => {}
         }
     }

@@ -39,12 +39,38 @@ pub struct EarlyInput {
 /// more before it says what the input is for.
 pub const MAX_EARLY_INPUT: usize = 256 * 1024;
 
+/// What a message that came before the request amounts to.
+pub enum BeforeRequest {
+    /// Stdin or EOF, kept for the request.
+    Kept,
+    /// More stdin than [`MAX_EARLY_INPUT`]: refuse the channel.
+    Overflow,
+    /// The client closed the channel.
+    Closed,
+    /// Anything else, for the caller.
+    Other(russh::ChannelMsg),
+}
+
 impl EarlyInput {
-    /// Keeps `data`; `false` when that would exceed [`MAX_EARLY_INPUT`].
-    pub fn push(&mut self, data: bytes::Bytes) -> bool {
-        self.len += data.len();
-        self.data.push(data);
-        self.len <= MAX_EARLY_INPUT
+    /// Keeps stdin and EOF that arrive before the request.
+    pub fn absorb(&mut self, msg: russh::ChannelMsg) -> BeforeRequest {
+        match msg {
+            russh::ChannelMsg::Data { data } => {
+                self.len += data.len();
+                self.data.push(data);
+                if self.len <= MAX_EARLY_INPUT {
+                    BeforeRequest::Kept
+                } else {
+                    BeforeRequest::Overflow
+                }
+            }
+            russh::ChannelMsg::Eof => {
+                self.closed = true;
+                BeforeRequest::Kept
+            }
+            russh::ChannelMsg::Close => BeforeRequest::Closed,
+            other => BeforeRequest::Other(other),
+        }
     }
 }
 
