@@ -320,7 +320,10 @@ async fn a_stream_faster_than_the_store_waits_for_the_chunk_budget() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "the second chunk waits for the budget");
+    assert!(
+        !second.is_finished(),
+        "the second chunk waits for the budget"
+    );
     locker.execute_batch("ROLLBACK").unwrap();
     second.await.unwrap().unwrap();
     store.flush().await.unwrap();
