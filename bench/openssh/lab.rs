@@ -36,7 +36,7 @@ pub struct Lab {
     pub config_aes: PathBuf,
     config: PathBuf,
     /// Held so that it runs as long as the lab (and is killed with it).
-    _target: Daemon,
+    target: Daemon,
     jump: Daemon,
     bastion: Daemon,
     bastion_port: u16,
@@ -145,7 +145,7 @@ impl Lab {
             config_default,
             config_aes,
             config,
-            _target: target,
+            target,
             jump,
             bastion,
             bastion_port,
@@ -193,6 +193,10 @@ impl Lab {
 
     pub fn jump_pid(&self) -> u32 {
         self.jump.pid()
+    }
+
+    pub fn target_pid(&self) -> u32 {
+        self.target.pid()
     }
 
     /// `portcullis SUBCOMMAND --config C ARGS...`
