@@ -36,14 +36,19 @@ pub struct Lab {
     pub config_aes: PathBuf,
     config: PathBuf,
     /// Held so that it runs as long as the lab (and is killed with it).
-    _target: Daemon,
+    target: Daemon,
     jump: Daemon,
     bastion: Daemon,
+    bastion_port: u16,
 }
 
 impl Lab {
     pub fn start(sizes: &Sizes, keep: bool) -> Result<Lab, String> {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_portcullis"));
+        // PORTCULLIS_BENCH_BIN runs another build of the bastion in the same
+        // lab (A/B comparisons of two builds); default: this tree's.
+        let bin = std::env::var_os("PORTCULLIS_BENCH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_portcullis")));
         let mut dir = tempfile::Builder::new()
             .prefix("portcullis-bench-")
             .tempdir()
@@ -140,10 +145,38 @@ impl Lab {
             config_default,
             config_aes,
             config,
-            _target: target,
+            target,
             jump,
             bastion,
+            bastion_port,
         })
+    }
+
+    /// Stops the bastion and starts a fresh process on the same port and
+    /// store, so that memory is measured from a clean baseline.
+    pub fn restart_bastion(&mut self) -> Result<(), String> {
+        let root = self.dir().to_path_buf();
+        let log = root.join("serve-restarted.log");
+        self.bastion.stop();
+        let mut deadline = 50;
+        loop {
+            let mut daemon = Daemon::spawn(
+                &mut bastion_command(&self.bin, &root, &self.config, self.bastion_port),
+                &log,
+            )?;
+            match daemon.wait_listening(self.bastion_port, "portcullis serve (restarted)") {
+                Ok(()) => {
+                    self.bastion = daemon;
+                    return Ok(());
+                }
+                // The old process may still hold the port for a moment.
+                Err(_) if deadline > 0 => {
+                    deadline -= 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -160,6 +193,10 @@ impl Lab {
 
     pub fn jump_pid(&self) -> u32 {
         self.jump.pid()
+    }
+
+    pub fn target_pid(&self) -> u32 {
+        self.target.pid()
     }
 
     /// `portcullis SUBCOMMAND --config C ARGS...`
@@ -281,6 +318,19 @@ fn start_sshd(dir: &Path, name: &str, trusted_cas: &Path) -> Result<(Daemon, u16
     Err(last)
 }
 
+/// `portcullis serve` of the lab on `port`, logging warnings and errors.
+fn bastion_command(bin: &Path, root: &Path, config: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(root)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 fn start_bastion(
     bin: &Path,
     root: &Path,
@@ -291,14 +341,7 @@ fn start_bastion(
     for _ in 0..5 {
         let port = free_port()?;
         let mut daemon = Daemon::spawn(
-            Command::new(bin)
-                .arg("serve")
-                .arg("--config")
-                .arg(config)
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .current_dir(root)
-                .env_remove("PORTCULLIS_CONFIG")
-                .env("RUST_LOG", "warn"),
+            &mut bastion_command(bin, root, config, port),
             &root.join("serve.log"),
         )?;
         match daemon.wait_listening(port, "portcullis serve") {

@@ -36,7 +36,8 @@ usage: bench/run [--quick] [--reps N] [--only PHASES] [--idle N] [--busy N]
   --quick       small sizes for a smoke run (minutes instead of ~an hour)
   --reps N      repetitions of each throughput measurement (default 3, quick 2)
   --only LIST   comma-separated phases: connect,audit,throughput,backpressure,
-                concurrency,forward (default: all)
+                concurrency,forward (default: all); commit = only the
+                write-ahead commit part of audit
   --idle N      concurrent idle sessions (default 500, quick 50)
   --busy N      concurrent busy sessions of 20 commands (default 200, quick 20)
   --keep        keep the lab directory (keys, configs, logs, the store)
@@ -113,6 +114,8 @@ pub enum Phase {
     Backpressure,
     Concurrency,
     Forward,
+    /// Only the write-ahead commit part of `audit` (quick to iterate on).
+    Commit,
 }
 
 impl Phase {
@@ -126,7 +129,10 @@ impl Phase {
     ];
 
     fn parse(name: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|p| p.name() == name)
+        Phase::ALL
+            .into_iter()
+            .chain([Phase::Commit])
+            .find(|p| p.name() == name)
     }
 
     fn name(self) -> &'static str {
@@ -137,6 +143,7 @@ impl Phase {
             Phase::Backpressure => "backpressure",
             Phase::Concurrency => "concurrency",
             Phase::Forward => "forward",
+            Phase::Commit => "commit",
         }
     }
 }
@@ -262,7 +269,7 @@ fn run(options: Options) -> Result<bool, String> {
     });
     let mut report = Report::new(out);
     report.header(&options.command_line, &options.sizes);
-    let lab = Lab::start(&options.sizes, options.keep)?;
+    let mut lab = Lab::start(&options.sizes, options.keep)?;
     report.note(&format!(
         "lab: `{}` (store `{}`)",
         lab.dir().display(),
@@ -275,8 +282,9 @@ fn run(options: Options) -> Result<bool, String> {
             Phase::Audit => phases::audit::run(&lab, &options.sizes, &mut report),
             Phase::Throughput => phases::throughput::run(&lab, &options.sizes, &mut report),
             Phase::Backpressure => phases::backpressure::run(&lab, &options.sizes, &mut report),
-            Phase::Concurrency => phases::concurrency::run(&lab, &options.sizes, &mut report),
+            Phase::Concurrency => phases::concurrency::run(&mut lab, &options.sizes, &mut report),
             Phase::Forward => phases::forward::run(&lab, &options.sizes, &mut report),
+            Phase::Commit => phases::audit::commit_latency(&lab, &options.sizes, &mut report),
         }
         report.save();
     }

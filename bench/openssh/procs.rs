@@ -58,10 +58,17 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// Kills the process and reaps it.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -195,6 +202,37 @@ pub fn descendants(root: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// CPU seconds (user + system) a process has used; with `children`, also
+/// what its children that it has reaped used (sshd's listener reaps each
+/// connection's processes, so this covers every session it served).
+pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    // Fields after the command name start at 3 (state); utime is 14.
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks: u64 = if children {
+        fields.iter().sum()
+    } else {
+        fields.iter().take(2).sum()
+    };
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds of this process's reaped children (the ssh clients it ran).
+pub fn children_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id(), true) - cpu_seconds(std::process::id(), false)
 }
 
 /// Memory of a set of processes, KiB.

@@ -22,6 +22,12 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// bench/RESULTS.md), for a few hundred KiB more per small commit.
 const NEW_STORE_PAGE_SIZE: u32 = 64 * 1024;
 
+/// Checkpoint the WAL into the database once it holds this much. SQLite's
+/// default is 1000 pages, 64 MiB at the page size above: a checkpoint that
+/// large stalls the writer, and every caller waiting on a commit, for a
+/// copy and sync of 64 MiB.
+const CHECKPOINT_BYTES: i64 = 16 << 20;
+
 /// `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1: the first schema.
@@ -91,8 +97,17 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
         .map_err(open_err)?;
     // Room for a whole batch of large stream rows (64 KiB pages), so that
     // no page is spilled to the WAL and then written again in one commit.
-    conn.pragma_update(None, "cache_size", -16 * 1024)
+    conn.pragma_update(None, "cache_size", -8 * 1024)
         .map_err(open_err)?;
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .map_err(open_err)?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        (CHECKPOINT_BYTES / page_size.max(512)).max(1),
+    )
+    .map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(open_err)?;
     migrate(&mut conn)?;

@@ -39,7 +39,10 @@ use registry::LiveRegistry;
 /// Flow-control window per channel: bounds what one channel can have in
 /// flight, and so the memory a slow reader can pin.
 pub const WINDOW_SIZE: u32 = 2 * 1024 * 1024;
-pub const MAX_PACKET_SIZE: u32 = 32 * 1024;
+/// Largest channel data packet a peer may send us (russh's upper limit):
+/// sshd on the upstream leg then sends 64 KiB packets instead of 32 KiB,
+/// halving the per-packet work of the splice and the recorder.
+pub const MAX_PACKET_SIZE: u32 = 65535;
 
 /// Ciphers for both legs where the CPU has AES and carry-less multiply
 /// instructions: AES-GCM runs about ten times faster than

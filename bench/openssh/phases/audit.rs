@@ -104,7 +104,7 @@ fn exec_round_trip(lab: &Lab, sizes: &Sizes, report: &mut Report) {
     );
 }
 
-fn commit_latency(lab: &Lab, sizes: &Sizes, report: &mut Report) {
+pub fn commit_latency(lab: &Lab, sizes: &Sizes, report: &mut Report) {
     report.subsection(&format!(
         "Write-ahead commit (`Store::record`, {} commits each, store in the lab directory)",
         sizes.commit_reps
@@ -155,6 +155,14 @@ fn commit_latency(lab: &Lab, sizes: &Sizes, report: &mut Report) {
                 "Stream chunks alone (32 KiB each, queued then flushed): {:.0} MB/s into the store.",
                 m.chunk_mb_s
             ));
+            if let Ok(floor) = sync_floor(&dir, 200) {
+                report.note(&format!(
+                    "The disk's floor on the same filesystem (write 16 KiB, fdatasync): \
+                     p50 {:.2} ms, p99 {:.2} ms: no commit can be faster.",
+                    floor.median(),
+                    floor.percentile(99.0)
+                ));
+            }
             let p99 = m.idle.percentile(99.0);
             report.target(
                 "write-ahead exec commit p99 <= 5 ms (idle store)",
@@ -173,6 +181,32 @@ fn commit_latency(lab: &Lab, sizes: &Sizes, report: &mut Report) {
         Err(e) => report.check("write-ahead commit bench", Err(e)),
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `fdatasync` after a small write costs on this filesystem.
+fn sync_floor(dir: &Path, n: usize) -> std::io::Result<Samples> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("sync-floor");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let block = vec![0x5a; 16 * 1024];
+    for i in 0..64u64 {
+        file.write_all_at(&block, i * block.len() as u64)?;
+    }
+    file.sync_all()?;
+    let mut samples = Samples::default();
+    for i in 0..n as u64 {
+        let start = Instant::now();
+        file.write_all_at(&block, (i % 64) * block.len() as u64)?;
+        file.sync_data()?;
+        samples.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(samples)
 }
 
 struct CommitFigures {

@@ -21,8 +21,18 @@ use crate::Sizes;
 
 const ROUTES: [Route; 2] = [Route::Portcullis, Route::ProxyJump];
 
-pub fn run(lab: &Lab, sizes: &Sizes, report: &mut Report) {
+pub fn run(lab: &mut Lab, sizes: &Sizes, report: &mut Report) {
     report.section("Concurrency and memory");
+    // Earlier phases leave freed memory in the bastion's allocator that new
+    // sessions would reuse unseen: start from a fresh process (same store).
+    match lab.restart_bastion() {
+        Ok(()) => report.note(
+            "The bastion was restarted (same store) before this phase, so that its \
+             RSS growth is the sessions' own and not hidden in memory freed by earlier phases.",
+        ),
+        Err(e) => report.note(&format!("could not restart the bastion: {e}")),
+    }
+    let lab: &Lab = lab;
     idle(lab, sizes, report);
     report.save();
     busy(lab, sizes, report);

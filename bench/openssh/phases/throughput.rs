@@ -4,9 +4,11 @@
 //! the store.
 
 use std::process::Command;
+use std::thread;
+use std::time::Duration;
 
 use crate::lab::Lab;
-use crate::procs::{timed, timed_with_input};
+use crate::procs::{children_cpu_seconds, cpu_seconds, timed, timed_with_input};
 use crate::report::Report;
 use crate::route::{ssh, Cipher, Route};
 use crate::stats::{ratio, Samples};
@@ -30,7 +32,11 @@ pub fn run(lab: &Lab, sizes: &Sizes, report: &mut Report) {
     report.section("Throughput through one exec");
     report.note(
         "MB/s = 10^6 bytes per second of wall time, from `ssh` start to exit \
-         (handshake included, as a user sees it).",
+         (handshake included, as a user sees it). CPU columns: seconds of CPU per GiB \
+         moved (median), for the client side (`ssh`, and its `ssh -W` for ProxyJump), \
+         the hop (the bastion process, or every process the jump sshd ran for the \
+         session) and the target sshd with its command: unlike MB/s, these do not \
+         depend much on what else the machine runs.",
     );
     for direction in [Direction::Download, Direction::Upload] {
         for cipher in [Cipher::Default, Cipher::Aes128Gcm] {
@@ -62,12 +68,14 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
     };
     eprintln!("bench: {label}");
     let mut samples = vec![Samples::default(); ROUTES.len()];
+    let mut cpu = vec![[Samples::default(), Samples::default(), Samples::default()]; ROUTES.len()];
     let mut errors = Vec::new();
     let mut record_problems = Vec::new();
     let mut recorded_runs = 0;
     for _ in 0..sizes.reps {
         for (i, route) in ROUTES.iter().enumerate() {
             let before = store::last_session(lab).unwrap_or(0);
+            let cpu_before = cpu_now(lab, *route);
             let result = match direction {
                 Direction::Download => timed(&mut ssh(
                     lab,
@@ -81,7 +89,16 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
                 ),
             };
             match result {
-                Ok(t) => samples[i].push(bytes as f64 / t.as_secs_f64() / 1e6),
+                Ok(t) => {
+                    samples[i].push(bytes as f64 / t.as_secs_f64() / 1e6);
+                    // sshd reaps the session's processes a moment after.
+                    thread::sleep(Duration::from_millis(300));
+                    let used = cpu_now(lab, *route);
+                    let gib = bytes as f64 / (1u64 << 30) as f64;
+                    for (k, (a, b)) in used.iter().zip(cpu_before).enumerate() {
+                        cpu[i][k].push((a - b) / gib);
+                    }
+                }
                 Err(e) => errors.push(format!("{}: {e}", route.name())),
             }
             if *route == Route::Portcullis {
@@ -109,12 +126,18 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
     let rows: Vec<Vec<String>> = ROUTES
         .iter()
         .zip(&samples)
-        .map(|(route, s)| {
+        .zip(&cpu)
+        .map(|((route, s), c)| {
+            let [client, hop, target] = c.clone().map(|x| x.median());
             vec![
                 route.name().to_string(),
                 s.summary(0),
                 ratio(s.median(), jump),
                 ratio(s.median(), direct),
+                format!("{client:.2}"),
+                format!("{hop:.2}"),
+                format!("{target:.2}"),
+                format!("{:.2}", client + hop + target),
             ]
         })
         .collect();
@@ -124,6 +147,10 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
             "MB/s, median [min-max]",
             "vs ProxyJump",
             "vs direct",
+            "CPU client",
+            "CPU hop",
+            "CPU target",
+            "CPU total",
         ],
         &rows,
     );
@@ -161,4 +188,18 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
             Err(errors.join("; ")),
         );
     }
+}
+
+/// CPU seconds so far of the client side, the hop and the target.
+fn cpu_now(lab: &Lab, route: Route) -> [f64; 3] {
+    let hop = match route {
+        Route::Direct => 0.0,
+        Route::Portcullis => cpu_seconds(lab.bastion_pid(), false),
+        Route::ProxyJump | Route::Relay => cpu_seconds(lab.jump_pid(), true),
+    };
+    [
+        children_cpu_seconds(),
+        hop,
+        cpu_seconds(lab.target_pid(), true),
+    ]
 }
