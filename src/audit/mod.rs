@@ -10,7 +10,8 @@
 //! - **One writer**: every write goes through one thread that owns the only
 //!   read-write connection; nothing on the async runtime blocks on SQLite.
 //! - **Tamper evidence** (SPEC guarantee 5): every row of `events` carries
-//!   `hash = SHA-256(prev_hash ‖ row)` in one global chain, and a one-row
+//!   `hash = H(prev_hash ‖ row)` in one global chain (`H` is BLAKE3, or
+//!   SHA-256 for a chain begun by schema 1; see `chain_format`), and a one-row
 //!   `chain_head` (updated in the same transaction) records the last seq and
 //!   hash so that a removed tail is detected too. Session start and end are
 //!   chained events; the `sessions` table is only an index that

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Page size of a new store (an existing one keeps its own). Stream rows
 /// are large blobs stored in chains of overflow pages, and SQLite's cost is
@@ -29,7 +29,7 @@ const NEW_STORE_PAGE_SIZE: u32 = 64 * 1024;
 const CHECKPOINT_BYTES: i64 = 16 << 20;
 
 /// `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 0 -> 1: the first schema.
     "
     CREATE TABLE sessions (
@@ -69,6 +69,17 @@ const MIGRATIONS: &[&str] = &[
         seq  INTEGER NOT NULL,
         hash BLOB NOT NULL
     );
+    ",
+    // 1 -> 2: the chain's hash function is recorded (chain.rs,
+    // ChainAlgorithm): a chain already begun keeps SHA-256, a new one is
+    // BLAKE3.
+    "
+    CREATE TABLE chain_format (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        algorithm TEXT NOT NULL CHECK (algorithm IN ('sha256', 'blake3'))
+    );
+    INSERT INTO chain_format (id, algorithm)
+        SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM events) THEN 'sha256' ELSE 'blake3' END;
     ",
 ];
 

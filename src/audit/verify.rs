@@ -97,6 +97,7 @@ pub(crate) fn verify(
     conn: &Connection,
     only: Option<SessionId>,
 ) -> Result<VerifyReport, StoreError> {
+    let algorithm = chain::ChainAlgorithm::of_store(conn)?;
     let mut problems = Vec::new();
     let mut index = sessions::ChainIndex::default();
     let mut rows: u64 = 0;
@@ -143,6 +144,7 @@ pub(crate) fn verify(
             );
         }
         let recomputed = chain::row_hash(
+            algorithm,
             &raw.prev_hash,
             &ChainRow {
                 seq: raw.seq,
@@ -168,7 +170,7 @@ pub(crate) fn verify(
         index.note(&raw.kind, raw.seq, session, raw.at_us, &raw.detail);
         prev = Some((raw.seq, chain::to_hash(&raw.hash)));
     }
-    check_head(conn, prev, &mut problems)?;
+    check_head(conn, algorithm, prev, &mut problems)?;
     sessions::cross_check(conn, &index, only, &mut problems)?;
     let first_bad_seq = problems.iter().filter_map(|p| p.seq).min();
     Ok(VerifyReport {
@@ -185,10 +187,11 @@ pub(crate) fn verify(
 /// Compares the last row with the head recorded in `chain_head`.
 fn check_head(
     conn: &Connection,
+    algorithm: chain::ChainAlgorithm,
     last: Option<(i64, Hash)>,
     problems: &mut Vec<Problem>,
 ) -> Result<(), StoreError> {
-    let recorded = chain::read_recorded_head(conn)?;
+    let recorded = chain::read_recorded_head(conn, algorithm)?;
     let last_seq = last.map_or(0, |(seq, _)| seq);
     let mut report = |seq, problem, detail| {
         problems.push(Problem {

@@ -1,6 +1,7 @@
 //! Tests of the audit store through its public API, named after the
 //! guarantee each one protects.
 
+mod chain_format;
 mod events;
 mod fail_closed;
 mod recovery;
