@@ -24,6 +24,7 @@
 //! `portcullis verify` prints somewhere else anchors it.
 
 mod chain;
+mod checkpoint;
 mod event;
 mod ops;
 mod query;

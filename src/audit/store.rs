@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::checkpoint::Checkpointer;
 use super::event::{Event, NewSession, Stream};
 use super::writer::{Msg, Reply, Writer};
 use super::{chain, now_us, recover, schema, SessionId, StoreError};
@@ -68,7 +69,8 @@ impl Store {
         recover::close_interrupted(&mut conn, &mut head)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
-        let writer = Writer::new(conn, head, Arc::clone(&healthy));
+        let checkpointer = Checkpointer::start(&path)?;
+        let writer = Writer::new(conn, head, Arc::clone(&healthy), checkpointer);
         std::thread::Builder::new()
             .name("portcullis-audit".into())
             .spawn(move || writer.run(rx))

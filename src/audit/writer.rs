@@ -1,13 +1,22 @@
 //! The single writer thread.
 //!
-//! Invariant: one thread owns the only read-write connection. It takes a
-//! message, drains what else is queued (bounded), applies the batch in one
-//! transaction, commits, and only then answers each message: a reply of `Ok`
-//! means the row is durable. If the transaction fails, every waiting caller
-//! gets `Err`, the store is flagged unhealthy, and the batch's stream chunks
-//! (already forwarded by the proxy, so they must not be lost) are kept and
-//! retried first until a commit succeeds, which flags the store healthy again
-//! (while unhealthy the writer probes with an empty transaction on its own).
+//! Invariant: one thread owns the only read-write connection. It takes what
+//! is queued, applies a batch in one transaction, commits, and only then
+//! answers each message: a reply of `Ok` means the row is durable. If the
+//! transaction fails, every waiting caller gets `Err`, the store is flagged
+//! unhealthy, and the batch's stream chunks (already forwarded by the proxy,
+//! so they must not be lost) are put back first in line and retried until a
+//! commit succeeds, which flags the store healthy again (while unhealthy the
+//! writer probes with an empty transaction on its own).
+//!
+//! Replies first: a caller waiting on a commit (a write-ahead decision) is
+//! not kept behind megabytes of stream chunks queued earlier by other
+//! channels. Such a message is committed in a batch of its own ahead of them
+//! unless a chunk queued before it belongs to its channel (or, for a
+//! session-wide message, to its session; or its session's end is queued
+//! before it): within a channel, and within a session for session-wide rows,
+//! rows keep the order they were sent in. Across channels, rows are in commit
+//! order; each row's time is when it was sent.
 //!
 //! Adjacent chunks of the same channel and stream in a batch become one row
 //! (up to [`MAX_ROW_BYTES`], spanning at most [`JOIN_WINDOW_US`]): the bytes
@@ -15,7 +24,7 @@
 //! A bulk stream then costs a few rows per MiB instead of one per packet,
 //! and the parts are written into the row without being joined first.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,24 +35,25 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use super::chain::{self, ChainHead};
+use super::checkpoint::Checkpointer;
 use super::event::{NewSession, Stream};
 use super::ops::{self, OpError};
 use super::{SessionId, StoreError};
 
-/// Most messages taken from the queue into one transaction.
+/// Most messages in one transaction.
 const MAX_BATCH: usize = 512;
-/// Stop draining the queue into a batch past this many stream bytes. With
-/// the store's chunk budget (twice this by default) the proxy fills the next
-/// batch while this one commits.
+/// Most stream bytes in one transaction. It bounds how long a decision
+/// waits for the batch being written when it arrives (about 2 ms at the
+/// writer's bulk speed); larger batches save little (a commit rewrites a
+/// few pages of index and head).
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Largest stream row made by joining adjacent chunks.
-const MAX_ROW_BYTES: usize = 1 << 20;
+const MAX_ROW_BYTES: usize = 256 << 10;
 /// Chunks join a row only if they came within this long of its first chunk,
 /// so a row's time stays the time of all of its bytes for replay.
 const JOIN_WINDOW_US: i64 = 20_000;
-/// Most chunks kept for retry after failed commits; past it the newest are
-/// dropped (and logged), keeping the transcript a gap-free prefix.
-const HELD_LIMIT: usize = 4 * MAX_BATCH;
+/// Most messages taken from the queue ahead of the batch being written.
+const MAX_PENDING: usize = 8 * MAX_BATCH;
 /// Pause between retries while the store is failing and nothing new comes.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 /// Retries of held chunks after the last `Store` handle is gone.
@@ -98,6 +108,94 @@ impl Msg {
     }
 }
 
+/// What the chunks and session ends queued so far hold back: a later
+/// message of one of these channels or sessions must not pass them.
+#[derive(Default)]
+struct QueuedAhead {
+    channels: HashSet<(SessionId, u32)>,
+    sessions: HashSet<SessionId>,
+    ended: HashSet<SessionId>,
+}
+
+impl QueuedAhead {
+    /// Notes `msg`, queued before everything looked at later.
+    fn note(&mut self, msg: &Msg) {
+        match msg {
+            Msg::Chunk {
+                session, channel, ..
+            } => {
+                self.channels.insert((*session, *channel));
+                self.sessions.insert(*session);
+            }
+            Msg::End { session, .. } => {
+                self.ended.insert(*session);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `msg` (someone waits for its commit) may be committed before
+    /// everything noted so far.
+    fn lets_pass(&self, msg: &Msg) -> bool {
+        match msg {
+            Msg::Begin { .. } => true,
+            Msg::Record { session: None, .. } => true,
+            Msg::Record {
+                session: Some(s),
+                channel: Some(c),
+                ..
+            } => !self.channels.contains(&(*s, *c)) && !self.ended.contains(s),
+            Msg::Record {
+                session: Some(s),
+                channel: None,
+                ..
+            }
+            | Msg::End { session: s, .. } => !self.sessions.contains(s) && !self.ended.contains(s),
+            // A flush is a barrier; chunks never wait for anyone.
+            Msg::Flush { .. } | Msg::Chunk { .. } => false,
+        }
+    }
+}
+
+/// The next batch from `pending`: the waiting messages that may pass the
+/// chunks queued before them (see the module doc), if any, alone;
+/// otherwise the oldest messages, up to [`MAX_BATCH`] and
+/// [`MAX_BATCH_BYTES`].
+pub(super) fn take_batch(pending: &mut VecDeque<Msg>) -> Vec<Msg> {
+    let mut ahead = QueuedAhead::default();
+    let mut passing = Vec::new();
+    let mut index = 0;
+    while index < pending.len() && passing.len() < MAX_BATCH {
+        let msg = &pending[index];
+        if matches!(msg, Msg::Flush { .. }) {
+            break;
+        }
+        if ahead.lets_pass(msg) {
+            if let Some(msg) = pending.remove(index) {
+                passing.push(msg);
+            }
+            continue;
+        }
+        ahead.note(msg);
+        index += 1;
+    }
+    if !passing.is_empty() {
+        return passing;
+    }
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        match pending.pop_front() {
+            Some(msg) => {
+                bytes += msg.data_len();
+                batch.push(msg);
+            }
+            None => break,
+        }
+    }
+    batch
+}
+
 /// What one message produced, delivered after the commit.
 type Outcome = Result<Option<SessionId>, StoreError>;
 
@@ -105,63 +203,64 @@ pub(crate) struct Writer {
     conn: Connection,
     head: ChainHead,
     healthy: Arc<AtomicBool>,
-    held: VecDeque<Msg>,
+    /// Taken from the queue, not yet committed, in queue order (chunks of a
+    /// failed batch back in front).
+    pending: VecDeque<Msg>,
+    checkpointer: Checkpointer,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, head: ChainHead, healthy: Arc<AtomicBool>) -> Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        head: ChainHead,
+        healthy: Arc<AtomicBool>,
+        checkpointer: Checkpointer,
+    ) -> Writer {
         Writer {
             conn,
             head,
             healthy,
-            held: VecDeque::new(),
+            pending: VecDeque::new(),
+            checkpointer,
         }
     }
 
     /// Runs until every `Store` handle is dropped and the queue is empty.
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut final_retries = 0;
+        let mut closed = false;
         loop {
-            // While failing, poll instead of blocking so that held chunks are
-            // retried, and an empty probe transaction finds out when the
-            // store can write again, even if no caller sends anything.
-            let retrying = !self.held.is_empty() || !self.healthy.load(Ordering::SeqCst);
-            let mut batch: Vec<Msg> = self.held.drain(..).collect();
-            let mut closed = false;
-            if !retrying {
+            let healthy = self.healthy.load(Ordering::SeqCst);
+            if healthy && self.pending.is_empty() {
                 match rx.blocking_recv() {
-                    Some(msg) => batch.push(msg),
+                    Some(msg) => self.pending.push_back(msg),
                     None => return,
                 }
-            } else {
+            } else if !healthy {
+                // While failing, poll instead of blocking so that held chunks
+                // are retried, and an empty probe transaction finds out when
+                // the store can write again, even if no caller sends anything.
                 match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
+                    Ok(msg) => self.pending.push_back(msg),
                     Err(TryRecvError::Empty) => std::thread::sleep(RETRY_DELAY),
-                    Err(TryRecvError::Disconnected) if batch.is_empty() => return,
+                    Err(TryRecvError::Disconnected) if self.pending.is_empty() => return,
                     Err(TryRecvError::Disconnected) => {
                         closed = true;
                         std::thread::sleep(RETRY_DELAY);
                     }
                 }
             }
-            let mut bytes: usize = batch.iter().map(Msg::data_len).sum();
-            let mut taken = 1;
-            while !closed && taken < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(msg) => {
-                        bytes += msg.data_len();
-                        taken += 1;
-                        batch.push(msg);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.run_batch(coalesce(batch));
-            if closed && !self.held.is_empty() {
+            // Everything queued now, so that a waiting caller can pass the
+            // chunks ahead of it; bounded, the queue's own bound holds the
+            // rest (empty chunks take no share of the byte budget).
+            caller_arrived(&mut self.pending, &mut rx);
+            let batch = take_batch(&mut self.pending);
+            self.run_batch(coalesce(batch), &mut rx);
+            if closed && !self.pending.is_empty() {
                 final_retries += 1;
                 if final_retries > FINAL_RETRIES {
                     tracing::error!(
-                        chunks = self.held.len(),
+                        messages = self.pending.len(),
                         "audit: store still failing at shutdown; held stream chunks are lost"
                     );
                     return;
@@ -171,14 +270,17 @@ impl Writer {
     }
 
     /// Applies and commits one batch, then answers its callers.
-    fn run_batch(&mut self, batch: Vec<Msg>) {
+    fn run_batch(&mut self, mut batch: Vec<Msg>, rx: &mut mpsc::Receiver<Msg>) {
         let start = self.head;
-        match self.apply_batch(&batch) {
+        match self.apply_batch(&mut batch, rx) {
             Ok(outcomes) => {
+                let bytes: usize = batch.iter().map(Msg::data_len).sum();
                 self.healthy.store(true, Ordering::SeqCst);
                 for (msg, outcome) in batch.into_iter().zip(outcomes) {
                     deliver(msg, outcome);
                 }
+                let waiting = self.pending.iter().any(|m| !matches!(m, Msg::Chunk { .. }));
+                self.checkpointer.committed(&self.conn, bytes, waiting);
             }
             Err(e) => {
                 self.head = start;
@@ -190,40 +292,72 @@ impl Writer {
                 self.healthy.store(false, Ordering::SeqCst);
                 let cause = e.to_string();
                 tracing::error!(error = %cause, "audit: commit failed; store is unhealthy");
-                let mut dropped = 0usize;
+                // The chunks go back first in line, in order; while the store
+                // is unhealthy `Store::chunk` refuses new ones, so what waits
+                // here stays bounded by the byte budget they hold.
+                let mut held = Vec::new();
                 for msg in batch {
                     match msg {
-                        Msg::Chunk { .. } if self.held.len() < HELD_LIMIT => {
-                            self.held.push_back(msg)
-                        }
-                        Msg::Chunk { .. } => dropped += 1,
+                        Msg::Chunk { .. } => held.push(msg),
                         other => deliver(other, Err(StoreError::Unavailable(cause.clone()))),
                     }
                 }
-                if dropped > 0 {
-                    tracing::error!(dropped, "audit: retry buffer full; stream chunks lost");
+                for msg in held.into_iter().rev() {
+                    self.pending.push_front(msg);
                 }
             }
         }
     }
 
-    fn apply_batch(&mut self, batch: &[Msg]) -> rusqlite::Result<Vec<Outcome>> {
+    /// Applies `batch` in one transaction and commits it. Between stream
+    /// rows it looks at the queue: when a caller has started waiting on a
+    /// commit, the rows applied so far are committed and the rest of the
+    /// batch is put back first in line, so that the caller waits for one
+    /// row, not for a whole batch. Returns the outcomes of the applied prefix.
+    fn apply_batch(
+        &mut self,
+        batch: &mut Vec<Msg>,
+        rx: &mut mpsc::Receiver<Msg>,
+    ) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for msg in batch {
+        for msg in batch.iter() {
             let result = apply(&tx, &mut self.head, msg);
             outcomes.push(match result {
                 Ok(id) => Ok(id),
                 Err(OpError::Rejected(e)) => Err(e),
                 Err(OpError::Store(e)) => return Err(e),
             });
+            let more = outcomes.len() < batch.len();
+            if more && matches!(msg, Msg::Chunk { .. }) && caller_arrived(&mut self.pending, rx) {
+                break;
+            }
         }
         chain::store_head(&tx, &self.head)?;
         tx.commit()?;
+        for msg in batch.drain(outcomes.len()..).rev() {
+            self.pending.push_front(msg);
+        }
         Ok(outcomes)
     }
+}
+
+/// Moves what is queued into `pending`; true if that brought a message
+/// someone waits for.
+fn caller_arrived(pending: &mut VecDeque<Msg>, rx: &mut mpsc::Receiver<Msg>) -> bool {
+    let mut arrived = false;
+    while pending.len() < MAX_PENDING {
+        match rx.try_recv() {
+            Ok(msg) => {
+                arrived |= !matches!(msg, Msg::Chunk { .. });
+                pending.push_back(msg);
+            }
+            Err(_) => break,
+        }
+    }
+    arrived
 }
 
 /// Joins runs of adjacent chunks of one channel and stream into single

@@ -5,6 +5,7 @@ mod chain_format;
 mod events;
 mod fail_closed;
 mod recovery;
+mod replies_first;
 mod verify;
 mod writer;
 

@@ -333,3 +333,64 @@ async fn a_stream_faster_than_the_store_waits_for_the_chunk_budget() {
     assert!(stdout[..40 * 1024].iter().all(|b| *b == 1));
     assert!(stdout[40 * 1024..].iter().all(|b| *b == 2));
 }
+
+/// Decisions committed while a bulk stream is queued pass its chunks and cut
+/// its batches short; the stream still ends up whole, in order, and the
+/// chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_during_a_bulk_stream_leave_the_stream_whole() {
+    let (_dir, path, store) = temp_store();
+    let sid = store
+        .begin_session(new_session("agent-7", "web1"))
+        .await
+        .unwrap();
+    const CHUNKS: usize = 2000;
+    let streamer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..CHUNKS {
+                let mut data = vec![b'.'; 16 * 1024];
+                data[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                store
+                    .chunk(sid, 0, Stream::Stdout, Bytes::from(data))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for n in 0..100u32 {
+        let event = Event::ExecAllowed {
+            command: format!("true {n}"),
+            forced_command: None,
+        };
+        store.record(Some(sid), Some(1 + n), event).await.unwrap();
+    }
+    streamer.await.unwrap();
+    store
+        .record(Some(sid), Some(0), Event::ExitStatus { status: 0 })
+        .await
+        .unwrap();
+    let t = reader(&path).transcript(sid).unwrap().unwrap();
+    let mut stream = Vec::new();
+    let mut decisions = 0;
+    for e in &t.events {
+        match &e.entry {
+            Entry::Data { data, .. } => stream.extend_from_slice(data),
+            Entry::Event(Event::ExecAllowed { .. }) => decisions += 1,
+            Entry::Event(Event::ExitStatus { .. }) => {
+                assert_eq!(
+                    stream.len(),
+                    CHUNKS * 16 * 1024,
+                    "exit status after all output"
+                )
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(decisions, 100);
+    assert_eq!(stream.len(), CHUNKS * 16 * 1024);
+    for (i, chunk) in stream.chunks(16 * 1024).enumerate() {
+        assert_eq!(chunk[..8], (i as u64).to_be_bytes(), "chunk {i} in place");
+    }
+    assert!(reader(&path).verify(None).unwrap().is_ok());
+}
