@@ -1,13 +1,10 @@
 //! Forward throughput: `ssh -L` to a loopback TCP sink, direct vs
 //! ProxyJump vs portcullis.
 //!
-//! HOOK(forwarding): port forwarding through portcullis is built on another
-//! branch. Until it lands, the bastion refuses `direct-tcpip`; the probe in
-//! [`portcullis_forwards`] sees that and the portcullis row is reported as
-//! not available, while the OpenSSH rows are still measured. When forwarding
-//! lands, nothing here needs to change if the lab's role (`open =
-//! ["127.0.0.1:*"]`, see lab.rs) and the granted cert allow the forward; if
-//! the grant needs more (e.g. an extension), add it in `Lab::start`.
+//! Before measuring, [`portcullis_forwards`] checks that the bastion
+//! forwards to the sink at all (the lab's role opens `127.0.0.1:*`, see
+//! lab.rs); if it does not, the portcullis row is reported as not measured
+//! with the reason, and the OpenSSH rows are still measured.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -151,8 +148,7 @@ pub fn run(lab: &Lab, sizes: &Sizes, report: &mut Report) {
     match portcullis_forwards(lab, &sink) {
         Ok(()) => routes.push(Route::Portcullis),
         Err(e) => report.note(&format!(
-            "portcullis: not measured: forwarding does not work on this branch yet ({e}). \
-             HOOK(forwarding) in bench/openssh/phases/forward.rs."
+            "portcullis: not measured: the probe forward failed ({e})"
         )),
     }
     let mut samples = vec![Samples::default(); routes.len()];
