@@ -71,6 +71,7 @@ impl Lab {
             "portcullis init",
         )?;
         let config = root.join("portcullis.toml");
+        raise_limits(&config, sizes)?;
 
         // The lab CA signs the client cert used for direct, -J and relay.
         let keys = root.join("keys");
@@ -350,6 +351,28 @@ fn start_bastion(
         }
     }
     Err(last)
+}
+
+/// The default `[limits]` suit a production bastion, not one identity
+/// opening hundreds of sessions at once from one address: the bench's
+/// agent gets room for every session it opens (the jump sshd likewise gets
+/// `MaxStartups` and `MaxSessions` for the burst).
+fn raise_limits(config: &Path, sizes: &Sizes) -> Result<(), String> {
+    let text = read(config)?;
+    let sessions = (sizes.idle_sessions + sizes.busy_sessions) * 2 + 64;
+    let raised = format!(
+        "[limits]\nmax_sessions_per_identity = {sessions}\n\
+         max_unauthenticated = {}\n\
+         auth_failures_per_source = 100000\n",
+        sizes.handshake_parallelism * 4
+    );
+    if !text.contains("[limits]\n") {
+        return Err(format!(
+            "{}: no [limits] section to raise",
+            config.display()
+        ));
+    }
+    fs::write(config, text.replacen("[limits]\n", &raised, 1)).map_err(|e| e.to_string())
 }
 
 /// One target, one role that allows any command (and forwards to
