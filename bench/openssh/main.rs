@@ -33,7 +33,7 @@ const USAGE: &str = "\
 usage: bench/run [--quick] [--reps N] [--only PHASES] [--idle N] [--busy N]
                  [--keep] [--out FILE]
 
-  --quick       small sizes for a smoke run (minutes instead of ~an hour)
+  --quick       small sizes for a smoke run (a few minutes instead of ~15)
   --reps N      repetitions of each throughput measurement (default 3, quick 2)
   --only LIST   comma-separated phases: connect,audit,throughput,backpressure,
                 concurrency,forward (default: all); commit = only the
@@ -201,7 +201,9 @@ fn parse_args() -> Result<Options, String> {
         lab_only,
         out,
         command_line: std::env::var("PORTCULLIS_BENCH_COMMAND")
-            .unwrap_or_else(|_| format!("bench/run {}", args.join(" "))),
+            .unwrap_or_else(|_| format!("bench/run {}", args.join(" ")))
+            .trim_end()
+            .to_string(),
     })
 }
 
