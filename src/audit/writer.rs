@@ -157,15 +157,18 @@ impl QueuedAhead {
     }
 }
 
-/// The next batch from `pending`: the waiting messages that may pass the
-/// chunks queued before them (see the module doc), if any, alone;
-/// otherwise the oldest messages, up to [`MAX_BATCH`] and
-/// [`MAX_BATCH_BYTES`].
-pub(super) fn take_batch(pending: &mut VecDeque<Msg>) -> Vec<Msg> {
+/// The next batch from `pending`, and whether it is one of passers: with
+/// `replies_first`, the waiting messages that may pass the chunks queued
+/// before them (see the module doc), if any, alone; otherwise the oldest
+/// messages, up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]. The writer
+/// alternates (never two batches of passers in a row), so that callers
+/// arriving without pause cannot starve a stream: it moves at least every
+/// other batch, and a caller still waits for at most one row of it.
+pub(super) fn take_batch(pending: &mut VecDeque<Msg>, replies_first: bool) -> (Vec<Msg>, bool) {
     let mut ahead = QueuedAhead::default();
     let mut passing = Vec::new();
     let mut index = 0;
-    while index < pending.len() && passing.len() < MAX_BATCH {
+    while replies_first && index < pending.len() && passing.len() < MAX_BATCH {
         let msg = &pending[index];
         if matches!(msg, Msg::Flush { .. }) {
             break;
@@ -180,7 +183,7 @@ pub(super) fn take_batch(pending: &mut VecDeque<Msg>) -> Vec<Msg> {
         index += 1;
     }
     if !passing.is_empty() {
-        return passing;
+        return (passing, true);
     }
     let mut batch = Vec::new();
     let mut bytes = 0;
@@ -193,7 +196,7 @@ pub(super) fn take_batch(pending: &mut VecDeque<Msg>) -> Vec<Msg> {
             None => break,
         }
     }
-    batch
+    (batch, false)
 }
 
 /// What one message produced, delivered after the commit.
@@ -206,6 +209,8 @@ pub(crate) struct Writer {
     /// Taken from the queue, not yet committed, in queue order (chunks of a
     /// failed batch back in front).
     pending: VecDeque<Msg>,
+    /// The last batch was one of passers: the next takes the oldest.
+    passed_last: bool,
     checkpointer: Checkpointer,
 }
 
@@ -221,6 +226,7 @@ impl Writer {
             head,
             healthy,
             pending: VecDeque::new(),
+            passed_last: false,
             checkpointer,
         }
     }
@@ -254,7 +260,8 @@ impl Writer {
             // chunks ahead of it; bounded, the queue's own bound holds the
             // rest (empty chunks take no share of the byte budget).
             caller_arrived(&mut self.pending, &mut rx);
-            let batch = take_batch(&mut self.pending);
+            let (batch, passed) = take_batch(&mut self.pending, !self.passed_last);
+            self.passed_last = passed;
             self.run_batch(coalesce(batch), &mut rx);
             if closed && !self.pending.is_empty() {
                 final_retries += 1;

@@ -64,7 +64,7 @@ fn names(msgs: &[Msg]) -> Vec<String> {
 
 fn first_batch(msgs: Vec<Msg>) -> (Vec<String>, Vec<String>) {
     let mut pending: VecDeque<Msg> = msgs.into();
-    let batch = take_batch(&mut pending);
+    let (batch, _) = take_batch(&mut pending, true);
     let rest: Vec<Msg> = pending.into();
     (names(&batch), names(&rest))
 }
@@ -125,4 +125,23 @@ fn a_flush_is_a_barrier() {
     let (batch, rest) = first_batch(vec![chunk(1, 0), flush, record(Some(2), Some(0))]);
     assert_eq!(batch, ["chunk 1/0", "flush", "record Some(2)/Some(0)"]);
     assert!(rest.is_empty());
+}
+
+#[test]
+fn after_a_batch_of_passers_the_oldest_go_next() {
+    let mut pending: VecDeque<Msg> =
+        vec![chunk(1, 0), record(Some(2), Some(0)), chunk(1, 0)].into();
+    let (batch, passed) = take_batch(&mut pending, true);
+    assert!(passed);
+    assert_eq!(names(&batch), ["record Some(2)/Some(0)"]);
+    pending.push_back(record(Some(3), Some(0)));
+    let (batch, passed) = take_batch(&mut pending, false);
+    assert!(
+        !passed,
+        "a stream is not starved by callers arriving without pause"
+    );
+    assert_eq!(
+        names(&batch),
+        ["chunk 1/0", "chunk 1/0", "record Some(3)/Some(0)"]
+    );
 }
