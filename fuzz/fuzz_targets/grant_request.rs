@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::grants::request::{narrow, parse, GrantCommand, RequestError};
-use portcullis::policy::{Approval, CommandPattern, PatternSet, Role};
+use portcullis::policy::{Approval, ChannelGrants, CommandPattern, PatternSet, Role};
 
 /// A restricted role and an unrestricted one.
 fn roles() -> &'static [Role; 2] {
@@ -27,6 +27,7 @@ fn roles() -> &'static [Role; 2] {
             max_ttl: Duration::from_secs(max_ttl),
             approval: Approval::Manual,
             single_session: false,
+            channels: ChannelGrants::default(),
         };
         [
             role(

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::packet::{self, ParseError, Reader, Response};
 use super::packet::{FX_OK, FX_OP_UNSUPPORTED, FX_PERMISSION_DENIED};
 use crate::audit::Event;
+use crate::policy::normalize;
 use crate::scope::SftpDecision;
 
 /// Requests in flight that the gate follows; past this, new ones are
@@ -167,11 +168,11 @@ impl Gate {
                 Response::Name {
                     first: Some(name), ..
                 },
-            ) => {
-                let name = String::from_utf8_lossy(name);
-                if self.home.is_none() && name.starts_with('/') {
-                    self.home = Some(name.into_owned());
-                }
+            ) if self.home.is_none() => {
+                // The target's answer: only a clean absolute path (UTF-8, no
+                // control character) becomes the home, normalised, or its
+                // bytes would reach every relative path's record and refusal.
+                self.home = normalize(name, None).ok();
             }
             (Some(Pending::Open(path)), Response::Handle { handle, .. })
                 if self.handles.len() < MAX_HANDLES =>

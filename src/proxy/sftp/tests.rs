@@ -167,6 +167,56 @@ fn home_from_realpath_dot_resolves_relative_paths() {
     );
 }
 
+/// Found by the `sftp_packets` fuzz target: a home directory taken raw from
+/// the target's REALPATH answer carried its control characters into every
+/// relative path, and the refusal of one out of scope spanned two lines.
+#[test]
+fn a_home_with_control_characters_is_not_learned() {
+    let realpath_answer = |home: &[u8]| {
+        let mut name = vec![FXP_NAME];
+        name.extend_from_slice(&1u32.to_be_bytes());
+        name.extend_from_slice(&1u32.to_be_bytes());
+        put_string(&mut name, home);
+        let mut reply = (name.len() as u32).to_be_bytes().to_vec();
+        reply.extend(name);
+        reply
+    };
+    for home in [
+        &b"/lo\n\0\0\0&"[..],
+        b"/srv\x1b[2J",
+        b"relative",
+        b"/srv/\xff",
+    ] {
+        let mut g = gate();
+        g.on_request(&packet(FXP_REALPATH, 1, &[b"."], &[]))
+            .unwrap();
+        g.on_response(&realpath_answer(home)).unwrap();
+        let v = g
+            .on_request(&packet(FXP_OPEN, 2, &[b"inbox/report.txt"], &[0x1a, 0]))
+            .unwrap();
+        assert_eq!(denied_code(&v), Some(FX_PERMISSION_DENIED), "{home:?}");
+        match v {
+            Verdict::Deny {
+                event: Event::SftpRefused { reason, .. },
+                ..
+            } => assert!(
+                reason.contains("before the home directory is known"),
+                "{reason:?}"
+            ),
+            _ => panic!("a relative open is refused while the home is unknown"),
+        }
+    }
+    // A clean home is learned normalised.
+    let mut g = gate();
+    g.on_request(&packet(FXP_REALPATH, 1, &[b"."], &[]))
+        .unwrap();
+    g.on_response(&realpath_answer(b"/srv/./x/../")).unwrap();
+    let v = g.on_request(&packet(FXP_STAT, 2, &[b"up/f"], &[])).unwrap();
+    assert!(
+        matches!(v, Verdict::Forward(Some(Event::SftpOp { ref path, .. })) if path == "/srv/up/f")
+    );
+}
+
 #[test]
 fn handle_totals_are_recorded_at_close() {
     let mut g = gate();
