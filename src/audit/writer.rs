@@ -262,7 +262,10 @@ impl Writer {
             caller_arrived(&mut self.pending, &mut rx);
             let (batch, passed) = take_batch(&mut self.pending, !self.passed_last);
             self.passed_last = passed;
-            self.run_batch(coalesce(batch), &mut rx);
+            // A caller left waiting by this batch of the oldest is served
+            // after its first row, like one arriving while it is written.
+            let waiting = self.pending.iter().any(|m| !matches!(m, Msg::Chunk { .. }));
+            self.run_batch(coalesce(batch), &mut rx, waiting);
             if closed && !self.pending.is_empty() {
                 final_retries += 1;
                 if final_retries > FINAL_RETRIES {
@@ -277,9 +280,9 @@ impl Writer {
     }
 
     /// Applies and commits one batch, then answers its callers.
-    fn run_batch(&mut self, mut batch: Vec<Msg>, rx: &mut mpsc::Receiver<Msg>) {
+    fn run_batch(&mut self, mut batch: Vec<Msg>, rx: &mut mpsc::Receiver<Msg>, waiting: bool) {
         let start = self.head;
-        match self.apply_batch(&mut batch, rx) {
+        match self.apply_batch(&mut batch, rx, waiting) {
             Ok(outcomes) => {
                 let bytes: usize = batch.iter().map(Msg::data_len).sum();
                 self.healthy.store(true, Ordering::SeqCst);
@@ -317,14 +320,16 @@ impl Writer {
     }
 
     /// Applies `batch` in one transaction and commits it. Between stream
-    /// rows it looks at the queue: when a caller has started waiting on a
-    /// commit, the rows applied so far are committed and the rest of the
-    /// batch is put back first in line, so that the caller waits for one
-    /// row, not for a whole batch. Returns the outcomes of the applied prefix.
+    /// rows it looks at the queue: when a caller waits on a commit (already
+    /// in `pending`: `waiting`, or just arrived), the rows applied so far
+    /// are committed and the rest of the batch is put back first in line,
+    /// so that the caller waits for one row, not for a whole batch. Returns
+    /// the outcomes of the applied prefix.
     fn apply_batch(
         &mut self,
         batch: &mut Vec<Msg>,
         rx: &mut mpsc::Receiver<Msg>,
+        waiting: bool,
     ) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self
             .conn
@@ -338,7 +343,10 @@ impl Writer {
                 Err(OpError::Store(e)) => return Err(e),
             });
             let more = outcomes.len() < batch.len();
-            if more && matches!(msg, Msg::Chunk { .. }) && caller_arrived(&mut self.pending, rx) {
+            if more
+                && matches!(msg, Msg::Chunk { .. })
+                && (caller_arrived(&mut self.pending, rx) || waiting)
+            {
                 break;
             }
         }
