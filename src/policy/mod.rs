@@ -16,6 +16,7 @@ mod open;
 mod paths;
 mod pattern;
 mod raw;
+mod star;
 mod syntax;
 
 #[cfg(test)]

@@ -101,30 +101,7 @@ impl OpenPattern {
 /// host name before matching, so a `*` only ever spans host characters.
 /// Iterative (one remembered star), so no input makes it recurse.
 fn glob_matches(glob: &[u8], text: &[u8]) -> bool {
-    let (mut g, mut t) = (0, 0);
-    let mut retry: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match glob.get(g) {
-            Some(b'*') => {
-                retry = Some((g, t));
-                g += 1;
-            }
-            Some(c) if c.eq_ignore_ascii_case(&text[t]) => {
-                g += 1;
-                t += 1;
-            }
-            _ => match retry {
-                // Let the last star swallow one more character.
-                Some((star, from)) => {
-                    retry = Some((star, from + 1));
-                    g = star + 1;
-                    t = from + 1;
-                }
-                None => return false,
-            },
-        }
-    }
-    glob[g..].iter().all(|c| *c == b'*')
+    super::star::star_matches(glob, text, |a, b| a.eq_ignore_ascii_case(&b))
 }
 
 /// A union of forward patterns (a role's, or a certificate's).

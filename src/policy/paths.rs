@@ -57,29 +57,7 @@ impl PathPattern {
 
 /// `*` matches any run of bytes (a component holds no `/`).
 fn component_matches(glob: &[u8], text: &[u8]) -> bool {
-    let (mut g, mut t) = (0, 0);
-    let mut retry: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match glob.get(g) {
-            Some(b'*') => {
-                retry = Some((g, t));
-                g += 1;
-            }
-            Some(c) if *c == text[t] => {
-                g += 1;
-                t += 1;
-            }
-            _ => match retry {
-                Some((star, from)) => {
-                    retry = Some((star, from + 1));
-                    g = star + 1;
-                    t = from + 1;
-                }
-                None => return false,
-            },
-        }
-    }
-    glob[g..].iter().all(|c| *c == b'*')
+    super::star::star_matches(glob, text, |a, b| a == b)
 }
 
 /// The union of a session's path patterns. Empty allows nothing.
