@@ -100,6 +100,11 @@ pub(crate) enum Msg {
 }
 
 impl Msg {
+    /// Whether a caller waits for this message's commit (chunks only queue).
+    fn awaited(&self) -> bool {
+        !matches!(self, Msg::Chunk { .. })
+    }
+
     fn data_len(&self) -> usize {
         match self {
             Msg::Chunk { parts, .. } => parts.iter().map(Bytes::len).sum(),
@@ -264,7 +269,7 @@ impl Writer {
             self.passed_last = passed;
             // A caller left waiting by this batch of the oldest is served
             // after its first row, like one arriving while it is written.
-            let waiting = self.pending.iter().any(|m| !matches!(m, Msg::Chunk { .. }));
+            let waiting = self.pending.iter().any(Msg::awaited);
             self.run_batch(coalesce(batch), &mut rx, waiting);
             if closed && !self.pending.is_empty() {
                 final_retries += 1;
@@ -289,7 +294,7 @@ impl Writer {
                 for (msg, outcome) in batch.into_iter().zip(outcomes) {
                     deliver(msg, outcome);
                 }
-                let waiting = self.pending.iter().any(|m| !matches!(m, Msg::Chunk { .. }));
+                let waiting = self.pending.iter().any(Msg::awaited);
                 self.checkpointer.committed(&self.conn, bytes, waiting);
             }
             Err(e) => {
@@ -366,7 +371,7 @@ fn caller_arrived(pending: &mut VecDeque<Msg>, rx: &mut mpsc::Receiver<Msg>) -> 
     while pending.len() < MAX_PENDING {
         match rx.try_recv() {
             Ok(msg) => {
-                arrived |= !matches!(msg, Msg::Chunk { .. });
+                arrived |= msg.awaited();
                 pending.push_back(msg);
             }
             Err(_) => break,

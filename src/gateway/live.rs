@@ -149,6 +149,19 @@ impl LiveSession {
         self.store().record(Some(self.id()), channel, event).await
     }
 
+    /// Queues stream bytes of `channel` for the store (write-ahead for what
+    /// is forwarded after it: see `Store::chunk`).
+    pub async fn record_chunk(
+        &self,
+        channel: ChannelId,
+        stream: crate::audit::Stream,
+        data: bytes::Bytes,
+    ) -> Result<(), crate::audit::StoreError> {
+        self.store()
+            .chunk(self.id(), channel_number(channel), stream, data)
+            .await
+    }
+
     pub async fn record_refused_request(
         &self,
         channel: Option<ChannelId>,

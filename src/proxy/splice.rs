@@ -18,7 +18,7 @@ use super::observe::Observer;
 use super::terminal::signal_name;
 use super::{ClientChannel, EarlyInput};
 use crate::audit::{Event, Stream};
-use crate::gateway::live::{channel_number, LiveSession};
+use crate::gateway::live::LiveSession;
 use crate::upstream::Upstream;
 
 /// The observer of a shell, shared by the splice's two directions.
@@ -84,12 +84,8 @@ async fn client_to_target(
     target: ChannelWriteHalf<client::Msg>,
     observer: SharedObserver,
 ) {
-    let session = live.authorized.id();
-    let channel = channel_number(id);
     for data in early.data {
-        let recorded = live
-            .store()
-            .chunk(session, channel, Stream::Stdin, data.clone());
+        let recorded = live.record_chunk(id, Stream::Stdin, data.clone());
         if recorded.await.is_err() || target.data_bytes(data).await.is_err() {
             let _ = target.close().await;
             return;
@@ -102,9 +98,7 @@ async fn client_to_target(
         live.touch();
         let forwarded = match msg {
             ChannelMsg::Data { data } => {
-                let recorded = live
-                    .store()
-                    .chunk(session, channel, Stream::Stdin, data.clone());
+                let recorded = live.record_chunk(id, Stream::Stdin, data.clone());
                 if recorded.await.is_err() {
                     break;
                 }
@@ -160,8 +154,6 @@ async fn target_to_client(
     observer: SharedObserver,
     refused: &str,
 ) {
-    let session = live.authorized.id();
-    let channel = channel_number(client.id);
     let mut exited = false;
     while let Some(msg) = reader.wait().await {
         live.touch();
@@ -173,9 +165,7 @@ async fn target_to_client(
         }
         let delivered = match msg {
             ChannelMsg::Data { data } => {
-                let recorded = live
-                    .store()
-                    .chunk(session, channel, Stream::Stdout, data.clone());
+                let recorded = live.record_chunk(client.id, Stream::Stdout, data.clone());
                 if recorded.await.is_err() {
                     stop_unrecorded(client).await;
                     return;
@@ -193,9 +183,7 @@ async fn target_to_client(
                 delivered
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                let recorded = live
-                    .store()
-                    .chunk(session, channel, Stream::Stderr, data.clone());
+                let recorded = live.record_chunk(client.id, Stream::Stderr, data.clone());
                 if recorded.await.is_err() {
                     stop_unrecorded(client).await;
                     return;

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::drain::{Drained, CHANNEL_BUFFER};
 use crate::audit::{Event, Stream};
-use crate::gateway::live::{channel_number, LiveSession};
+use crate::gateway::live::LiveSession;
 
 /// Read size on the TCP side: one SSH packet's worth.
 const READ_CHUNK: usize = 32 * 1024;
@@ -99,7 +99,12 @@ async fn to_destination(
     while let Some(msg) = drained.next().await {
         match msg {
             ChannelMsg::Data { data } => {
-                if capture && !record(live, id, Stream::Stdin, &data).await {
+                if capture
+                    && live
+                        .record_chunk(id, Stream::Stdin, data.clone())
+                        .await
+                        .is_err()
+                {
                     return End::Failed(UNRECORDED.to_string());
                 }
                 if let Err(e) = tcp.write_all(&data).await {
@@ -135,7 +140,12 @@ async fn to_client(
             Err(e) => return End::Failed(format!("reading from the destination failed: {e}")),
         };
         let data = bytes::Bytes::copy_from_slice(&buf[..n]);
-        if capture && !record(live, id, Stream::Stdout, &data).await {
+        if capture
+            && live
+                .record_chunk(id, Stream::Stdout, data.clone())
+                .await
+                .is_err()
+        {
             return End::Failed(UNRECORDED.to_string());
         }
         if writer.data_bytes(data).await.is_err() {
@@ -146,20 +156,3 @@ async fn to_client(
 }
 
 const UNRECORDED: &str = "the audit store cannot record the payload; stopped";
-
-async fn record(
-    live: &LiveSession,
-    id: russh::ChannelId,
-    stream: Stream,
-    data: &bytes::Bytes,
-) -> bool {
-    live.store()
-        .chunk(
-            live.authorized.id(),
-            channel_number(id),
-            stream,
-            data.clone(),
-        )
-        .await
-        .is_ok()
-}

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::drain::{Drained, CHANNEL_BUFFER};
 use super::{permit, ClientChannel};
 use crate::audit::{Event, Stream};
-use crate::gateway::live::{channel_number, LiveSession};
+use crate::gateway::live::LiveSession;
 use gate::{Gate, Verdict};
 use packet::Framer;
 
@@ -112,7 +112,12 @@ async fn client_to_target(
     while let Some(msg) = client.next().await {
         match msg {
             ChannelMsg::Data { data } => {
-                if capture && !record_bytes(&live, id, Stream::Stdin, &data).await {
+                if capture
+                    && live
+                        .record_chunk(id, Stream::Stdin, data.clone())
+                        .await
+                        .is_err()
+                {
                     break;
                 }
                 framer.push(&data);
@@ -211,7 +216,12 @@ async fn target_to_client(
                     for event in events.ok().and_then(Result::ok).unwrap_or_default() {
                         let _ = live.record(Some(client.id), event).await;
                     }
-                    if capture && !record_bytes(live, client.id, Stream::Stdout, &packet).await {
+                    if capture
+                        && live
+                            .record_chunk(client.id, Stream::Stdout, packet.clone())
+                            .await
+                            .is_err()
+                    {
                         return;
                     }
                     if client.writer.data_bytes(packet).await.is_err() {
@@ -241,23 +251,6 @@ async fn target_to_client(
             _ => {}
         }
     }
-}
-
-async fn record_bytes(
-    live: &LiveSession,
-    id: russh::ChannelId,
-    stream: Stream,
-    data: &Bytes,
-) -> bool {
-    live.store()
-        .chunk(
-            live.authorized.id(),
-            channel_number(id),
-            stream,
-            data.clone(),
-        )
-        .await
-        .is_ok()
 }
 
 #[cfg(test)]
