@@ -90,16 +90,7 @@ pub fn timed(cmd: &mut Command) -> Result<Duration, String> {
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     let elapsed = start.elapsed();
-    if out.status.success() {
-        Ok(elapsed)
-    } else {
-        Err(format!(
-            "{} ({}): {}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    succeeded(cmd, &out).map(|()| elapsed)
 }
 
 /// Runs `cmd` with the stdout of `producer` as its stdin.
@@ -120,16 +111,20 @@ pub fn timed_with_input(producer: &mut Command, cmd: &mut Command) -> Result<Dur
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     let elapsed = start.elapsed();
     let _ = source.wait();
+    succeeded(cmd, &out).map(|()| elapsed)
+}
+
+/// `Ok` if `cmd` exited 0, else its command line, status and stderr.
+fn succeeded(cmd: &Command, out: &std::process::Output) -> Result<(), String> {
     if out.status.success() {
-        Ok(elapsed)
-    } else {
-        Err(format!(
-            "{} ({}): {}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        return Ok(());
     }
+    Err(format!(
+        "{} ({}): {}",
+        describe(cmd),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }
 
 /// A command line for messages (program and arguments, no environment).
