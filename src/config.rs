@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cidr::Cidr;
+
 /// Where the config is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "portcullis.toml";
 pub const CONFIG_ENV: &str = "PORTCULLIS_CONFIG";
@@ -57,6 +59,7 @@ struct LimitsFile {
     idle_timeout: Option<String>,
     keepalive_interval: Option<String>,
     max_command_bytes: Option<usize>,
+    auth_failures_exempt: Option<Vec<String>>,
 }
 
 /// Abuse limits with their defaults applied.
@@ -66,9 +69,14 @@ pub struct Limits {
     pub pre_auth_timeout: Duration,
     /// Connections not yet authenticated, across all sources.
     pub max_unauthenticated: usize,
-    /// Failed authentications a source may make per minute before it is
-    /// refused, with a back-off that doubles each further minute it keeps failing.
+    /// Failed connections (ones that tried to authenticate, or ran out of
+    /// pre_auth_timeout, and were not admitted) a source may make per
+    /// minute before it is refused, with a back-off that doubles each
+    /// further minute it keeps failing.
     pub auth_failures_per_source: u32,
+    /// Sources never backed off (an agent host behind which many agents
+    /// share one address, a monitoring probe).
+    pub auth_failures_exempt: Vec<Cidr>,
     pub max_sessions_per_identity: usize,
     pub max_channels_per_session: usize,
     /// A session with no channel traffic for this long is ended.
@@ -88,6 +96,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30 * 60),
             keepalive_interval: Duration::from_secs(30),
             max_command_bytes: 32 * 1024,
+            auth_failures_exempt: Vec::new(),
         }
     }
 }
@@ -130,6 +139,16 @@ impl LimitsFile {
                 d.keepalive_interval,
             )?,
             max_command_bytes: self.max_command_bytes.unwrap_or(d.max_command_bytes).max(1),
+            auth_failures_exempt: self
+                .auth_failures_exempt
+                .unwrap_or_default()
+                .iter()
+                .map(|block| {
+                    Cidr::parse(block).ok_or_else(|| {
+                        format!("[limits] auth_failures_exempt: {block:?} is not a CIDR block (e.g. 10.0.0.0/8)")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -247,7 +266,8 @@ trusted = []
 # Abuse limits (these are the defaults).
 # pre_auth_timeout = "30s"          # authenticate within this long
 # max_unauthenticated = 64          # connections not yet authenticated
-# auth_failures_per_source = 20     # per minute, then a doubling back-off
+# auth_failures_per_source = 20     # failed connections a minute, then a doubling back-off
+# auth_failures_exempt = []         # networks never backed off, e.g. ["10.1.0.0/16"]
 # max_sessions_per_identity = 64
 # max_channels_per_session = 16
 # idle_timeout = "30m"              # no channel traffic for this long ends a session

@@ -5,16 +5,20 @@
 //! against the policy ceiling, records every action before it reaches the
 //! target, and proxies it with a per-session upstream credential.
 
+// Layers, lowest first; a module imports only from layers below it
+// (docs/ARCHITECTURE.md).
 pub mod audit;
 pub mod cert;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod gateway;
-pub mod grant;
 pub mod grants;
+pub mod operator;
 pub mod policy;
 pub mod proxy;
 pub mod replay;
-pub mod scope;
+pub mod session;
 pub mod setup;
+pub mod transport;
 pub mod upstream;

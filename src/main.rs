@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 
 use portcullis::config::Config;
 use portcullis::grants::RevokeSelector;
-use portcullis::{audit, gateway, grant, grants, policy, replay, setup};
+use portcullis::operator::{self, grant};
+use portcullis::{gateway, grants, replay, setup};
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +60,8 @@ enum Command {
     },
     /// Revoke grants; live sessions using them end within a second
     Revoke(RevokeArgs),
+    /// Lift an identity's suspension (set by `revoke --identity`)
+    Reinstate { identity: String },
     /// List sessions (or refused authentications)
     Sessions(replay::SessionsArgs),
     /// Show a session's transcript: commands, exit codes, output, denials
@@ -82,12 +85,17 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("selector").required(true).args(["serial", "identity", "task"]))]
+#[command(group = clap::ArgGroup::new("selector").required(true).args(["serial", "fingerprint", "identity", "task"]))]
 struct RevokeArgs {
-    /// The cert's serial
+    /// The cert's serial (from any CA; never 0: see --fingerprint)
     #[arg(long)]
     serial: Option<u64>,
-    /// Every cert of this identity issued until now
+    /// The cert's own fingerprint (`portcullis sessions`), or its key's
+    /// (`ssh-keygen -l -f`): every cert of that key
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Every cert of this identity issued until now; also suspends the
+    /// identity until `portcullis reinstate`
     #[arg(long)]
     identity: Option<String>,
     /// Every cert for this task issued until now
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
         Command::Approve { id } => decide(&config_path, id, true, None),
         Command::Deny { id, reason } => decide(&config_path, id, false, reason.as_deref()),
         Command::Revoke(args) => revoke(&config_path, &args),
+        Command::Reinstate { identity } => reinstate(&config_path, &identity),
         Command::Sessions(args) => sessions(&config_path, &args),
         Command::Show { session, json } => show(&config_path, session, json),
         Command::Replay(args) => replay(&config_path, &args),
@@ -175,7 +184,7 @@ fn grant(config_path: &Path, args: &grant::GrantArgs) -> anyhow::Result<ExitCode
 /// `portcullis requests`
 fn requests(config_path: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    grants::admin::list_requests(&config.store, all, json, &mut std::io::stdout().lock())?;
+    operator::requests::list(&config.store, all, json, &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,13 +203,25 @@ fn decide(
 /// `portcullis revoke`
 fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let selector = match (&args.serial, &args.identity, &args.task) {
-        (Some(serial), _, _) => RevokeSelector::Serial(*serial),
-        (_, Some(identity), _) => RevokeSelector::Identity(identity.clone()),
-        (_, _, Some(task)) => RevokeSelector::Task(task.clone()),
-        _ => anyhow::bail!("name what to revoke: --serial, --identity or --task"),
+    let selector = if let Some(serial) = args.serial {
+        RevokeSelector::Serial(serial)
+    } else if let Some(fingerprint) = &args.fingerprint {
+        RevokeSelector::Fingerprint(fingerprint.clone())
+    } else if let Some(identity) = &args.identity {
+        RevokeSelector::Identity(identity.clone())
+    } else if let Some(task) = &args.task {
+        RevokeSelector::Task(task.clone())
+    } else {
+        anyhow::bail!("name what to revoke: --serial, --fingerprint, --identity or --task")
     };
     grants::admin::revoke(&config.store, selector, args.reason.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis reinstate ID`
+fn reinstate(config_path: &Path, identity: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    grants::admin::reinstate(&config.store, identity)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -246,19 +267,7 @@ fn verify(config_path: &Path, session: Option<i64>, json: bool) -> anyhow::Resul
 /// `portcullis check`
 fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let mut ok = true;
-    if let Err(problems) = policy::Policy::load(&config.policy_dir) {
-        println!("{problems}");
-        ok = false;
-    }
-    if config.store.exists() {
-        if let Err(e) = audit::probe_writable(&config.store) {
-            println!("{}: the store cannot write: {e}", config.store.display());
-            ok = false;
-        }
-    }
-    if ok {
-        println!("{}: ok", config.file.display());
+    if operator::check::run(&config, &mut std::io::stdout().lock())? {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)

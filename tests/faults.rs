@@ -64,7 +64,8 @@ fn a_store_that_cannot_write_refuses_new_sessions_then_recovers() {
 
 #[test]
 fn output_that_cannot_be_recorded_is_not_forwarded() {
-    let ticker = "while true; do echo tick; sleep 0.1; done";
+    // Quoted: a pattern may not carry shell syntax outside single quotes.
+    let ticker = "sh -c 'while true; do echo tick; sleep 0.1; done'";
     let b = Bastion::start(Setup::standard().allow(&[ticker]));
     let agent = b.granted_agent();
     thread::scope(|s| {
@@ -87,7 +88,7 @@ fn output_that_cannot_be_recorded_is_not_forwarded() {
 
 #[test]
 fn a_killed_bastion_keeps_committed_rows_and_marks_the_session_interrupted() {
-    let command = "echo committed-line; sleep 30";
+    let command = "sh -c 'echo committed-line; sleep 30'";
     let b = Bastion::start(Setup::standard().allow(&[command]));
     let agent = b.granted_agent();
     let seen = thread::scope(|s| {

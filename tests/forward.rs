@@ -200,11 +200,11 @@ fn slow_forward_destination_does_not_stall_other_channels() {
         "the forward reached the stuck destination"
     );
 
-    let out = tunnel.exec("echo still moving", Duration::from_secs(30));
+    let out = tunnel.exec("echo still-moving", Duration::from_secs(30));
     let out = out.expect("an exec on the same connection completes while the forward is stuck");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "still moving\n",
+        "still-moving\n",
         "{out:?}"
     );
     assert!(

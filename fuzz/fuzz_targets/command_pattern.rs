@@ -1,63 +1,146 @@
-//! Any (pattern, command) pair: parsing and matching never panic, and a `*`
-//! never lets through shell syntax that the pattern's own text lacks.
+//! Any (pattern, command) pair: parsing and matching never panic, an
+//! accepted command has no shell syntax outside single quotes, refusals are
+//! one line, and matching agrees with a word-by-word oracle.
 //!
 //! Input: `pattern 0xFF command`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::policy::{is_shell_syntax, CommandPattern};
+use portcullis::policy::{CommandLine, CommandPattern};
 use portcullis_fuzz::{fields, text};
 
 /// Longest inputs checked against the quadratic oracle.
 const ORACLE_MAX: usize = 256;
 
+/// Stands for an unquoted `*` of the pattern in the oracle's words.
+const STAR: char = '\u{E000}';
+
 fuzz_target!(|data: &[u8]| {
     let [pattern, command] = fields::<2>(data).map(text);
-    let Ok(parsed) = CommandPattern::parse(&pattern) else {
-        assert!(pattern.is_empty(), "only the empty pattern is refused");
+    let line = match CommandLine::parse(&command) {
+        Ok(line) => {
+            assert!(!line.words().is_empty(), "{command:?}");
+            assert_eq!(unquoted_shell_syntax(&command), None, "{command:?}");
+            Some(line)
+        }
+        Err(refusal) => {
+            assert!(!refusal.to_string().contains('\n'), "{refusal:?}");
+            None
+        }
+    };
+    let parsed = match CommandPattern::parse(&pattern) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            assert!(!error.to_string().contains('\n'), "{error:?}");
+            return;
+        }
+    };
+    assert_eq!(parsed.is_unrestricted(), pattern == "*");
+    let Some(line) = line else {
         return;
     };
-    let accepted = parsed.matches(&command);
-    if pattern.contains('*') && pattern != "*" {
-        if accepted {
-            for c in command.chars().filter(|c| is_shell_syntax(*c)) {
-                assert!(
-                    pattern.contains(c),
-                    "{pattern:?} let {c:?} through in {command:?}"
-                );
-            }
-        }
-        // Every star may match the empty string.
-        assert!(parsed.matches(&pattern.replace('*', "")), "{pattern:?}");
+    let accepted = parsed.matches(&line);
+    if parsed.is_unrestricted() {
+        assert!(accepted);
+        return;
     }
-    if pattern.len() <= ORACLE_MAX && command.len() <= ORACLE_MAX {
+    if pattern.len() <= ORACLE_MAX && command.len() <= ORACLE_MAX && !pattern.contains(STAR) {
         assert_eq!(
             accepted,
-            oracle(&pattern, &command),
+            oracle(&pattern, line.words()),
             "{pattern:?} on {command:?}"
         );
     }
 });
 
-/// The obviously correct definition: dynamic programming over (pattern
-/// position, command position), a star consuming only non-shell characters.
-fn oracle(pattern: &str, command: &str) -> bool {
-    if pattern == "*" {
-        return true;
+/// What, outside single quotes, the command parse should have refused;
+/// reads `command` as the shell does (a `'` toggles quoting).
+fn unquoted_shell_syntax(command: &str) -> Option<String> {
+    let mut quoted = false;
+    let mut previous: Option<char> = None;
+    for c in command.chars() {
+        let word_start = matches!(previous, None | Some(' ')) && !quoted;
+        if c.is_ascii_control() {
+            return Some(format!("control character {c:?}"));
+        }
+        if c == '\'' {
+            if !quoted && !word_start {
+                return Some("quote inside a word".into());
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            if previous == Some('\'') && c != ' ' {
+                return Some("text after a closing quote".into());
+            }
+            if ";&|$`()<>#\\\"*?[]{}".contains(c) {
+                return Some(format!("{c:?}"));
+            }
+            if c == '~' && (word_start || matches!(previous, Some('=' | ':'))) {
+                return Some("tilde expansion".into());
+            }
+            if c == '=' && word_start {
+                return Some("leading '='".into());
+            }
+        }
+        previous = Some(c);
     }
-    let command: Vec<char> = command.chars().collect();
-    let mut row = vec![false; command.len() + 1];
+    quoted.then(|| "unbalanced quote".into())
+}
+
+/// The pattern's words with every unquoted `*` as STAR, read by the
+/// command parse (a parsed pattern quotes only whole words, so a `'`
+/// toggles quoting), then matched word by word with a DP per word.
+fn oracle(pattern: &str, command: &[String]) -> bool {
+    let mut quoted = false;
+    let marked: String = pattern
+        .chars()
+        .map(|c| match c {
+            '\'' => {
+                quoted = !quoted;
+                c
+            }
+            '*' if !quoted => STAR,
+            _ => c,
+        })
+        .collect();
+    let ellipsis =
+        pattern.trim_end_matches(' ').ends_with(" ...") || pattern.trim_matches(' ') == "...";
+    let words = match CommandLine::parse(&marked) {
+        Ok(line) => line.words().to_vec(),
+        Err(refusal) => panic!("{pattern:?} parsed as a pattern, not as words: {refusal}"),
+    };
+    let words = if ellipsis {
+        &words[..words.len() - 1]
+    } else {
+        &words[..]
+    };
+    let count_fits = if ellipsis {
+        command.len() >= words.len()
+    } else {
+        command.len() == words.len()
+    };
+    count_fits
+        && words.iter().zip(command).all(|(glob, word)| {
+            let path = glob.contains('/') && glob.contains(STAR);
+            star_dp(glob, word) && !(path && word.split('/').any(|part| part == ".."))
+        })
+}
+
+/// The obviously correct definition of one star word.
+fn star_dp(glob: &str, word: &str) -> bool {
+    let word: Vec<char> = word.chars().collect();
+    let mut row = vec![false; word.len() + 1];
     row[0] = true;
-    for p in pattern.chars() {
-        let mut next = vec![false; command.len() + 1];
-        for j in 0..=command.len() {
-            next[j] = if p == '*' {
-                row[j] || (j > 0 && next[j - 1] && !is_shell_syntax(command[j - 1]))
+    for p in glob.chars() {
+        let mut next = vec![false; word.len() + 1];
+        for j in 0..=word.len() {
+            next[j] = if p == STAR {
+                row[j] || (j > 0 && next[j - 1])
             } else {
-                j > 0 && row[j - 1] && command[j - 1] == p
+                j > 0 && row[j - 1] && word[j - 1] == p
             };
         }
         row = next;
     }
-    row[command.len()]
+    row[word.len()]
 }

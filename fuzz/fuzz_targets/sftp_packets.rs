@@ -1,222 +1,224 @@
-//! Any bytes as SFTP v3 packets, both ways: the framer, the decoders and the
-//! gate never panic; a framed packet is exactly what its length prefix
-//! says, however the bytes arrive; a decoded field never reaches past the
-//! packet; every answer the bastion writes itself is a well-formed STATUS
-//! for the request it refuses, with a one-line reason; and every path the
-//! gate forwards or records is in the path scope, normalised.
+//! Any bytes as an SFTP v3 exchange, both directions interleaved: the
+//! framer, the decoders and the gate never panic, and the gate keeps its
+//! invariants whatever the client and the target send, in whatever order,
+//! with whatever request ids (duplicates and ids in flight included):
 //!
-//! Input: an sftp byte stream as on the wire, packets of both directions
-//! one after another (`u32` length, type, id, fields). A packet whose type
-//! is the target's (VERSION, 101..=199 such as STATUS, HANDLE, DATA, NAME,
-//! and 201.. such as EXTENDED_REPLY) goes to the gate as a response, any
-//! other as a client request, so a seed plays out a whole exchange
-//! (REALPATH ".", its NAME, OPEN, HANDLE, WRITE, STATUS, CLOSE). The whole
-//! input is also decoded as one packet each way, and checked as a path.
+//! - every path the gate forwards or records is in the path scope;
+//! - no request is forwarded under an id already in flight;
+//! - a request on a handle is forwarded only for a handle the target
+//!   issued to a forwarded OPEN/OPENDIR and that was not closed since;
+//! - the home directory is only ever what the target answered to the
+//!   gate's own probe (never a client-chosen answer), and requests wait
+//!   only until that answer;
+//! - every answer the bastion writes itself is one STATUS for the request
+//!   it refuses, with a one-line reason.
+//!
+//! Input: the first byte picks the start (even: a gate past the handshake
+//! whose home is `/home/deploy`; odd: a fresh gate). The rest is a byte
+//! stream of packets as on the wire (`u32` length, type, id, fields); a
+//! packet whose type is the target's (VERSION, 101..=199, 201..) goes to
+//! the gate as a response, any other as a client request.
 #![no_main]
 
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::audit::Event;
-use portcullis::cert::{CertScope, VerifiedCert};
-use portcullis::policy::{
-    Ceiling, ChannelGrants, PathPattern, PathScope, PatternSet, Target, UpstreamAuth,
-};
-use portcullis::proxy::sftp::gate::{Gate, Verdict};
+use portcullis::policy::{normalize, PathPattern, PathScope};
+use portcullis::proxy::sftp::gate::{Gate, Verdict, PROBE_ID};
 use portcullis::proxy::sftp::packet::{
-    open_packet, parse_response, status_packet, Framer, ParseError, Response, FXP_EXTENDED,
-    FXP_INIT, FXP_VERSION, FX_FAILURE, FX_OP_UNSUPPORTED, FX_PERMISSION_DENIED, MAX_PACKET,
+    open_packet, parse_response, put_string, Framer, Response, FXP_CLOSE, FXP_EXTENDED,
+    FXP_FSETSTAT, FXP_FSTAT, FXP_INIT, FXP_NAME, FXP_OPEN, FXP_OPENDIR, FXP_READ, FXP_READDIR,
+    FXP_VERSION, FXP_WRITE, FX_FAILURE, FX_OP_UNSUPPORTED, FX_PERMISSION_DENIED,
 };
-use portcullis::scope::{Scope, SftpDecision};
+use portcullis::session::scope::SftpDecision;
 
-/// `sftp_paths = ["/srv/up", "/home/*/inbox"]`, as a role grants it.
-fn decision() -> &'static SftpDecision {
-    static DECISION: OnceLock<SftpDecision> = OnceLock::new();
-    DECISION.get_or_init(|| {
-        let cert = VerifiedCert {
-            key_id: "fuzz".into(),
-            serial: 1,
-            ca_fingerprint: String::new(),
-            principals: vec!["web1".into()],
-            valid_after: 0,
-            valid_before: 1,
-            scope: CertScope {
-                exec: None,
-                open: None,
-                force_command: None,
-                source_address: None,
-                permit_pty: false,
-                permit_port_forwarding: false,
-                task: None,
-            },
-        };
-        let paths = ["/srv/up", "/home/*/inbox"]
-            .iter()
-            .map(|p| PathPattern::parse(p).expect("fixed patterns parse"))
-            .collect();
-        let ceiling = Ceiling {
-            target: Target {
-                name: "web1".into(),
-                address: "127.0.0.1:22".into(),
-                user: "deploy".into(),
-                host_key: None,
-                auth: UpstreamAuth::Certificate,
-            },
-            roles: vec![],
-            exec: PatternSet::new(),
-            open: vec![],
-            pty: false,
-            single_session: false,
-            channels: ChannelGrants {
-                sftp: Some(PathScope::new(paths)),
-                ..Default::default()
-            },
-        };
-        Scope::new(&cert, ceiling, 1024)
-            .authorize_subsystem("sftp")
-            .expect("the ceiling grants sftp")
-    })
+fn decision() -> SftpDecision {
+    let paths = ["/srv/up", "/home/*/inbox"]
+        .iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect();
+    SftpDecision::for_paths(PathScope::new(paths))
 }
 
-/// A type the target sends, not the client.
-fn from_target(kind: u8) -> bool {
-    kind == FXP_VERSION || (kind > 100 && kind != FXP_EXTENDED)
+fn framed(body: Vec<u8>) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
 }
 
-/// Packets as the framer cuts them from `data`, and the error that stopped it.
-fn frame(data: &[u8], step: usize) -> (Vec<Vec<u8>>, Option<ParseError>) {
-    let mut framer = Framer::default();
-    let mut packets = Vec::new();
-    for chunk in data.chunks(step.max(1)) {
-        framer.push(chunk);
-        loop {
-            match framer.next_packet() {
-                Ok(Some(packet)) => packets.push(packet.to_vec()),
-                Ok(None) => break,
-                Err(e) => return (packets, Some(e)),
-            }
-        }
-    }
-    (packets, None)
+/// A forwarded request, as the model follows it.
+enum Pending {
+    Open,
+    Close(Vec<u8>),
+    Other,
 }
 
-/// A path the gate let through: in scope, and already normalised.
-fn assert_in_scope(path: &str) {
+/// What the harness knows independently of the gate.
+#[derive(Default)]
+struct Model {
+    /// Forwarded request ids not yet answered.
+    in_flight: HashMap<u32, Pending>,
+    /// Handles the target issued to a forwarded open, not closed since.
+    handles: HashSet<Vec<u8>>,
+    /// The home the probe's answer named (None: none, or not clean).
+    home: Option<String>,
+    probed: bool,
+}
+
+fn assert_in_scope(scope: &SftpDecision, path: &str) {
     assert_eq!(
-        decision().check_path(path.as_bytes(), None),
+        scope.check_path(path.as_bytes(), None),
         Ok(path.to_owned()),
         "forwarded or recorded a path outside the scope or not normalised"
     );
 }
 
-/// A packet the bastion writes itself: one whole STATUS packet.
-fn assert_one_status(reply: &[u8]) -> (u32, u32) {
-    let (packets, error) = frame(reply, reply.len());
-    assert!(error.is_none() && packets.len() == 1 && packets[0] == reply);
-    match parse_response(reply) {
-        Ok(Response::Status { id, code }) => (id, code),
-        other => panic!("the bastion's answer is not a status: {other:?}"),
-    }
-}
-
-/// The stateless decoders on one packet, read both ways.
-fn decode(packet: &[u8]) {
-    if let Ok((kind, id, _)) = open_packet(packet) {
-        assert_eq!(id.is_none(), kind == FXP_INIT || kind == FXP_VERSION);
-    }
-    // length, type, id: 9 bytes before the first field; a string adds 4.
-    match parse_response(packet) {
-        Ok(Response::Status { id, code }) => {
-            assert!(packet.len() >= 13);
-            let again = status_packet(id, code, "portcullis: fuzz");
-            assert_eq!(assert_one_status(&again), (id, code));
+fn request(gate: &mut Gate, model: &mut Model, scope: &SftpDecision, packet: &[u8]) {
+    let Ok((kind, id, mut fields)) = open_packet(packet) else {
+        assert!(gate.on_request(packet).is_err());
+        return;
+    };
+    let was_ready = gate.ready();
+    let handle = match kind {
+        FXP_READ | FXP_WRITE | FXP_CLOSE | FXP_FSTAT | FXP_FSETSTAT | FXP_READDIR => {
+            fields.string().ok().map(<[u8]>::to_vec)
         }
-        Ok(Response::Handle { handle, .. }) => assert!(handle.len() + 13 <= packet.len()),
-        Ok(Response::Data { len, .. }) => assert!(len + 13 <= packet.len()),
-        Ok(Response::Name { first, .. }) => {
-            assert!(first.map_or(0, |n| n.len() + 4) + 13 <= packet.len())
-        }
-        Ok(Response::Version | Response::Other { .. }) | Err(_) => {}
-    }
-}
-
-fn request(gate: &mut Gate, packet: &[u8]) {
+        _ => None,
+    };
     match gate.on_request(packet) {
-        Err(_) | Ok(Verdict::Forward(None)) => {}
-        Ok(Verdict::Forward(Some(Event::SftpOp { op, path, to, .. }))) => {
-            // REALPATH "." is let through to learn the home directory.
-            if !(op == "realpath" && path == ".") {
-                assert_in_scope(&path);
+        Err(_) => {}
+        Ok(Verdict::Wait) => assert!(!was_ready, "a request waited after the home was known"),
+        Ok(Verdict::Forward(event)) => {
+            assert!(was_ready || kind == FXP_INIT, "forwarded before the home was known");
+            let pending = match (&handle, kind) {
+                (Some(handle), FXP_CLOSE) => Pending::Close(handle.clone()),
+                (_, FXP_OPEN | FXP_OPENDIR) => Pending::Open,
+                _ => Pending::Other,
+            };
+            if let Some(id) = id {
+                assert!(
+                    model.in_flight.insert(id, pending).is_none(),
+                    "forwarded a request under id {id}, already in flight"
+                );
             }
-            if let Some(to) = to {
-                assert_in_scope(&to);
+            if let Some(handle) = handle {
+                assert!(
+                    model.handles.contains(&handle),
+                    "forwarded a request on a handle never issued"
+                );
+            }
+            match event {
+                None => {}
+                Some(Event::SftpOp { op, path, to, .. }) => {
+                    if !(op == "realpath" && path == ".") {
+                        assert_in_scope(scope, &path);
+                    }
+                    if let Some(to) = to {
+                        assert_in_scope(scope, &to);
+                    }
+                }
+                Some(other) => panic!("unexpected event {other:?}"),
             }
         }
-        Ok(Verdict::Forward(Some(other))) => panic!("unexpected event {other:?}"),
         Ok(Verdict::Deny { event, reply }) => {
-            let (id, code) = assert_one_status(&reply);
-            let asked = open_packet(packet).ok().and_then(|(_, id, _)| id);
-            assert_eq!(Some(id), asked, "answered another request");
-            assert!(matches!(
-                code,
-                FX_PERMISSION_DENIED | FX_OP_UNSUPPORTED | FX_FAILURE
-            ));
-            match event {
-                Event::SftpRefused { reason, .. } => {
-                    assert!(!reason.contains('\n'), "{reason:?}")
+            match parse_response(&reply) {
+                Ok(Response::Status { id: answered, code }) => {
+                    assert_eq!(Some(answered), id, "answered another request");
+                    assert!(matches!(code, FX_PERMISSION_DENIED | FX_OP_UNSUPPORTED | FX_FAILURE));
                 }
+                other => panic!("the bastion's answer is not a status: {other:?}"),
+            }
+            match event {
+                Event::SftpRefused { reason, .. } => assert!(!reason.contains('\n'), "{reason:?}"),
                 other => panic!("a refusal recorded as {other:?}"),
             }
         }
     }
 }
 
-fn response(gate: &mut Gate, packet: &[u8]) {
-    for event in gate.on_response(packet).unwrap_or_default() {
+fn response(gate: &mut Gate, model: &mut Model, scope: &SftpDecision, packet: &[u8]) {
+    let parsed = parse_response(packet);
+    let Ok(answer) = gate.on_response(packet) else {
+        return;
+    };
+    if let Some(probe) = &answer.probe {
+        assert!(!model.probed, "a second probe");
+        model.probed = true;
+        assert!(matches!(parsed, Ok(Response::Version)));
+        assert_eq!(open_packet(probe).ok().and_then(|(_, id, _)| id), Some(PROBE_ID));
+    }
+    match parsed {
+        Ok(Response::Name { id, first }) if id == PROBE_ID && !answer.forward => {
+            model.home = first
+                .filter(|name| name.starts_with(b"/"))
+                .and_then(|name| normalize(name, None).ok());
+        }
+        Ok(Response::Status { id, .. }) => {
+            // OpenSSH frees a handle on close whatever the status says.
+            if let Some(Pending::Close(handle)) = model.in_flight.remove(&id) {
+                model.handles.remove(&handle);
+            }
+        }
+        Ok(Response::Data { id, .. } | Response::Name { id, .. } | Response::Other { id }) => {
+            model.in_flight.remove(&id);
+        }
+        Ok(Response::Handle { id, handle }) => {
+            if let Some(Pending::Open) = model.in_flight.remove(&id) {
+                model.handles.insert(handle.to_vec());
+            }
+        }
+        _ => {}
+    }
+    assert_eq!(gate.home(), model.home.as_deref(), "the home is only the probe's answer");
+    for event in answer.events {
         match event {
-            Event::SftpClosed { path, .. } => assert_in_scope(&path),
+            Event::SftpClosed { path, .. } => assert_in_scope(scope, &path),
             other => panic!("unexpected event {other:?}"),
         }
     }
 }
 
-/// The path scope check alone, with the home directory unknown and known.
-fn path(raw: &[u8]) {
-    for home in [None, Some("/srv"), Some("/home/deploy")] {
-        match decision().check_path(raw, home) {
-            Ok(path) => assert_in_scope(&path),
-            Err(refusal) => assert!(!refusal.to_string().contains('\n'), "{refusal:?}"),
-        }
-    }
+/// A gate past the handshake, its home learned from its own probe.
+fn handshaken(gate: &mut Gate, model: &mut Model, scope: &SftpDecision) {
+    let init = framed([&[FXP_INIT][..], &3u32.to_be_bytes()].concat());
+    request(gate, model, scope, &init);
+    let version = framed([&[FXP_VERSION][..], &3u32.to_be_bytes()].concat());
+    response(gate, model, scope, &version);
+    let mut name = vec![FXP_NAME];
+    name.extend_from_slice(&PROBE_ID.to_be_bytes());
+    name.extend_from_slice(&1u32.to_be_bytes());
+    put_string(&mut name, b"/home/deploy");
+    put_string(&mut name, b"");
+    name.extend_from_slice(&0u32.to_be_bytes());
+    response(gate, model, scope, &framed(name));
+    assert!(gate.ready());
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The whole input as one packet, each way, and as a path.
-    decode(data);
-    let mut gate = Gate::new(decision().clone());
-    request(&mut gate, data);
-    response(&mut gate, data);
-    path(data);
-
-    // The input as a stream: framed whole and byte by byte alike.
-    let (packets, error) = frame(data, data.len());
-    assert_eq!((packets.clone(), error.clone()), frame(data, 1));
-    let framed: usize = packets.iter().map(Vec::len).sum();
-    assert_eq!(packets.concat(), &data[..framed]);
-    let mut gate = Gate::new(decision().clone());
-    for packet in &packets {
-        let len = u32::from_be_bytes([packet[0], packet[1], packet[2], packet[3]]) as usize;
-        assert!(len > 0 && len <= MAX_PACKET && packet.len() == 4 + len);
-        decode(packet);
-        if from_target(packet[4]) {
-            response(&mut gate, packet);
+    let Some((&start, stream)) = data.split_first() else {
+        return;
+    };
+    let scope = decision();
+    let mut gate = Gate::new(scope.clone());
+    let mut model = Model::default();
+    if start % 2 == 0 {
+        handshaken(&mut gate, &mut model, &scope);
+    }
+    let mut framer = Framer::default();
+    framer.push(stream);
+    while let Ok(Some(packet)) = framer.next_packet() {
+        let kind = packet.get(4).copied().unwrap_or(0);
+        let from_target = kind == FXP_VERSION || (kind > 100 && kind != FXP_EXTENDED);
+        if from_target {
+            response(&mut gate, &mut model, &scope, &packet);
         } else {
-            request(&mut gate, packet);
+            request(&mut gate, &mut model, &scope, &packet);
         }
     }
     for event in gate.finish() {
         match event {
-            Event::SftpClosed { path, .. } => assert_in_scope(&path),
+            Event::SftpClosed { path, .. } => assert_in_scope(&scope, &path),
             other => panic!("unexpected event {other:?}"),
         }
     }

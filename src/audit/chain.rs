@@ -247,6 +247,18 @@ pub(crate) fn load_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
     })
 }
 
+/// Brings `head` up to date when another connection appended since it was
+/// read: one indexed row read in the common case, a full [`load_head`]
+/// only when the recorded head moved.
+pub(crate) fn refresh_head(conn: &Connection, head: &mut ChainHead) -> rusqlite::Result<()> {
+    let recorded = read_recorded_head(conn, head.algorithm)?;
+    let current = recorded.map_or(head.seq == 0, |r| r.seq == head.seq && r.hash == head.hash);
+    if !current {
+        *head = load_head(conn)?;
+    }
+    Ok(())
+}
+
 /// The head recorded in `chain_head`, if any.
 pub(crate) fn read_recorded_head(
     conn: &Connection,

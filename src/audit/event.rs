@@ -1,4 +1,4 @@
-//! The audit event vocabulary (the kinds fixed in design/interfaces.md).
+//! The audit event vocabulary (the kinds are listed in docs/EVENTS.md).
 //!
 //! Invariant: an event is stored as its `kind` plus a JSON object of its
 //! kind-specific fields (`detail`), and [`Event::decode`] of what
@@ -21,6 +21,11 @@ pub enum Event {
         key_id: String,
         serial: u64,
         ca_fingerprint: String,
+        #[serde(default)]
+        cert_fingerprint: Option<String>,
+        /// The role the cert speaks for; `None`: the identity's auto roles.
+        #[serde(default)]
+        role: Option<String>,
         principals: Vec<String>,
         login: String,
     },
@@ -30,13 +35,20 @@ pub enum Event {
         key_id: Option<String>,
         serial: Option<u64>,
         ca_fingerprint: Option<String>,
+        #[serde(default)]
+        cert_fingerprint: Option<String>,
         client_addr: String,
         reason: String,
     },
+    /// A command committed before it runs. With a forced command,
+    /// `forced_command` is what runs, and `instead_of` names the shell or
+    /// subsystem request it replaced (`command` is then empty).
     #[serde(rename = "exec.allowed")]
     ExecAllowed {
         command: String,
         forced_command: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instead_of: Option<String>,
     },
     #[serde(rename = "exec.refused")]
     ExecRefused { command: String, reason: String },
@@ -151,12 +163,22 @@ pub enum Event {
     #[serde(rename = "grant.issued")]
     GrantIssued {
         serial: u64,
+        #[serde(default)]
+        cert_fingerprint: Option<String>,
         request_id: Option<i64>,
         identity: String,
         role: String,
         task: Option<String>,
         valid_before: u64,
         approver: String,
+    },
+    /// An operator approved or denied a pending request.
+    #[serde(rename = "grant.decided")]
+    GrantDecided {
+        request_id: i64,
+        approved: bool,
+        by: String,
+        reason: Option<String>,
     },
     #[serde(rename = "grant.refused")]
     GrantRefused {
@@ -172,15 +194,30 @@ pub enum Event {
         identity: Option<String>,
         reason: String,
     },
-    /// Seen by the server when an operator revoked (possibly from another process).
+    /// An operator revoked certs (from any process), committed with the
+    /// revocation itself.
     #[serde(rename = "grant.revoked")]
     GrantRevoked {
         revocation_id: i64,
         selector: String,
         by: String,
         reason: Option<String>,
+    },
+    /// The server ended the live sessions a revocation covers.
+    #[serde(rename = "revocation.applied")]
+    RevocationApplied {
+        revocation_id: i64,
         sessions_ended: Vec<i64>,
     },
+    /// No new grants or sessions for this identity until it is reinstated.
+    #[serde(rename = "identity.suspended")]
+    IdentitySuspended {
+        identity: String,
+        by: String,
+        reason: Option<String>,
+    },
+    #[serde(rename = "identity.reinstated")]
+    IdentityReinstated { identity: String, by: String },
 }
 
 /// The fields of a session, fixed when it begins.
@@ -192,6 +229,12 @@ pub struct NewSession {
     pub task: Option<String>,
     pub cert_serial: u64,
     pub ca_fingerprint: String,
+    /// The cert's own fingerprint (absent in sessions of schema 2).
+    #[serde(default)]
+    pub cert_fingerprint: Option<String>,
+    /// The role the cert spoke for, when it named one.
+    #[serde(default)]
+    pub role: Option<String>,
     pub client_addr: String,
     /// The target name (= login name).
     pub target: String,
@@ -232,6 +275,10 @@ impl Event {
             Event::GrantIssued { .. } => "grant.issued",
             Event::GrantRefused { .. } => "grant.refused",
             Event::GrantRevoked { .. } => "grant.revoked",
+            Event::GrantDecided { .. } => "grant.decided",
+            Event::RevocationApplied { .. } => "revocation.applied",
+            Event::IdentitySuspended { .. } => "identity.suspended",
+            Event::IdentityReinstated { .. } => "identity.reinstated",
             Event::LimitHit { .. } => "limit.hit",
         }
     }

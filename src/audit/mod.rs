@@ -31,6 +31,7 @@ mod query;
 mod recover;
 mod schema;
 mod store;
+mod txn;
 mod verify;
 mod writer;
 
@@ -45,6 +46,7 @@ pub use query::{Entry, EventRecord, Reader, SessionFilter, SessionRecord, Transc
 pub use recover::INTERRUPTED;
 pub use schema::probe_writable;
 pub use store::{Store, StoreOptions};
+pub use txn::{Abort, DirectWriter, Txn};
 pub use verify::{Problem, ProblemKind, VerifyReport};
 
 /// The id of a recorded session (`sessions.id`).

@@ -49,8 +49,8 @@ pub(crate) fn begin(
 ) -> Result<SessionId, OpError> {
     conn.prepare_cached(
         "INSERT INTO sessions (started_at_us, identity, key_id, task, cert_serial,
-                               ca_fingerprint, client_addr, target, login)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               ca_fingerprint, client_addr, target, login, cert_fingerprint, role)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         at_us,
@@ -62,6 +62,8 @@ pub(crate) fn begin(
         s.client_addr,
         s.target,
         s.login,
+        s.cert_fingerprint,
+        s.role,
     ])?;
     let id = conn.last_insert_rowid();
     chain::append(
@@ -140,7 +142,8 @@ pub(crate) fn chunk(
     Ok(())
 }
 
-/// Closes the session row and appends its chained `session.end` event.
+/// Closes the session row and appends its chained `session.end` event; a
+/// single-use claim the session held is spent in the same transaction.
 pub(crate) fn end(
     conn: &Connection,
     head: &mut ChainHead,
@@ -156,6 +159,8 @@ pub(crate) fn end(
     .map_err(OpError::Rejected)?;
     conn.prepare_cached("UPDATE sessions SET ended_at_us = ?1, end_reason = ?2 WHERE id = ?3")?
         .execute(params![at_us, reason, session.0])?;
+    conn.prepare_cached("UPDATE cert_claims SET state = 'consumed' WHERE session_id = ?1")?
+        .execute(params![session.0])?;
     chain::append(
         conn,
         head,

@@ -25,6 +25,8 @@ pub struct SessionRecord {
     pub task: Option<String>,
     pub cert_serial: u64,
     pub ca_fingerprint: String,
+    pub cert_fingerprint: Option<String>,
+    pub role: Option<String>,
     pub client_addr: String,
     pub target: String,
     pub login: String,
@@ -86,28 +88,43 @@ pub struct SessionFilter {
 /// A read-only connection to the store.
 pub struct Reader {
     conn: Connection,
+    session_columns: &'static str,
 }
 
-const SESSION_COLUMNS: &str = "id, started_at_us, ended_at_us, end_reason, identity, key_id, task,
-     cert_serial, ca_fingerprint, client_addr, target, login";
+/// The columns [`session_from_row`] reads, for this store: one not yet at
+/// schema 3 (a reader never migrates) has no `cert_fingerprint` and `role`.
+pub(crate) fn session_columns(conn: &Connection) -> rusqlite::Result<&'static str> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok(if version >= 3 {
+        "id, started_at_us, ended_at_us, end_reason, identity, key_id, task,
+         cert_serial, ca_fingerprint, client_addr, target, login, cert_fingerprint, role"
+    } else {
+        "id, started_at_us, ended_at_us, end_reason, identity, key_id, task,
+         cert_serial, ca_fingerprint, client_addr, target, login, NULL, NULL"
+    })
+}
 
 const EVENT_COLUMNS: &str = "seq, session_id, channel, at_us, kind, detail, stream, data";
 
 impl Reader {
     /// Opens an existing store read-only; fails if there is none.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, StoreError> {
+        let conn = schema::open_reader(path.as_ref())?;
+        let session_columns = session_columns(&conn)?;
         Ok(Reader {
-            conn: schema::open_reader(path.as_ref())?,
+            conn,
+            session_columns,
         })
     }
 
     /// Sessions matching `filter`, oldest first.
     pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions
+            "SELECT {} FROM sessions
              WHERE (?1 IS NULL OR identity = ?1) AND (?2 IS NULL OR task = ?2)
                AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR started_at_us >= ?4)
-             ORDER BY id"
+             ORDER BY id",
+            self.session_columns
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(
@@ -119,7 +136,10 @@ impl Reader {
 
     /// One session's row, if it exists.
     pub fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE id = ?1",
+            self.session_columns
+        );
         Ok(self
             .conn
             .query_row(&sql, [id.0], session_from_row)
@@ -171,6 +191,8 @@ pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
         client_addr: row.get(9)?,
         target: row.get(10)?,
         login: row.get(11)?,
+        cert_fingerprint: row.get(12)?,
+        role: row.get(13)?,
     })
 }
 

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Page size of a new store (an existing one keeps its own). Stream rows
 /// are large blobs stored in chains of overflow pages, and SQLite's cost is
@@ -79,6 +79,92 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO chain_format (id, algorithm)
         SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM events) THEN 'sha256' ELSE 'blake3' END;
+    ",
+    // 2 -> 3: the grants tables join the schema (a store of schema 2 may
+    // have them already: the grants module used to create them), claims
+    // are keyed by the certificate's own fingerprint, revocations may name
+    // a fingerprint, identities can be suspended, sessions say which cert
+    // and role they ran under.
+    "
+    CREATE TABLE IF NOT EXISTS grant_requests (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at_us   INTEGER NOT NULL,
+        identity        TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        task            TEXT,
+        reason          TEXT,
+        scope           TEXT NOT NULL,
+        pubkey          TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'issued')),
+        decided_by      TEXT,
+        decided_at_us   INTEGER,
+        decision_reason TEXT,
+        serial          INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS grant_requests_status ON grant_requests(status);
+    CREATE TABLE IF NOT EXISTS grants (
+        serial        INTEGER PRIMARY KEY,  -- the u64 serial's bit pattern
+        request_id    INTEGER,
+        identity      TEXT NOT NULL,
+        role          TEXT NOT NULL,
+        task          TEXT,
+        reason        TEXT,
+        scope         TEXT NOT NULL,
+        valid_after   INTEGER NOT NULL,
+        valid_before  INTEGER NOT NULL,
+        approver      TEXT NOT NULL,
+        issued_at_us  INTEGER NOT NULL,
+        cert          TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS grants_identity ON grants(identity);
+    -- Claims of schema 2, by (CA, serial): still honoured for old certs.
+    CREATE TABLE IF NOT EXISTS cert_uses (
+        ca_fingerprint TEXT NOT NULL,
+        serial         INTEGER NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN ('in_use', 'consumed')),
+        claimed_at_us  INTEGER NOT NULL,
+        PRIMARY KEY (ca_fingerprint, serial)
+    );
+    CREATE TABLE cert_claims (
+        cert_fingerprint TEXT PRIMARY KEY,
+        session_id       INTEGER REFERENCES sessions(id),
+        state            TEXT NOT NULL CHECK (state IN ('in_use', 'consumed')),
+        claimed_at_us    INTEGER NOT NULL
+    );
+    CREATE INDEX cert_claims_session ON cert_claims(session_id);
+    CREATE TABLE IF NOT EXISTS revocations (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_us  INTEGER NOT NULL,
+        kind   TEXT NOT NULL CHECK (kind IN ('serial', 'identity', 'task')),
+        value  TEXT NOT NULL,
+        by     TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE TABLE revocations_v3 (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_us  INTEGER NOT NULL,
+        kind   TEXT NOT NULL CHECK (kind IN ('serial', 'identity', 'task', 'fingerprint')),
+        value  TEXT NOT NULL,
+        by     TEXT NOT NULL,
+        reason TEXT
+    );
+    INSERT INTO revocations_v3 (id, at_us, kind, value, by, reason)
+        SELECT id, at_us, kind, value, by, reason FROM revocations;
+    DROP TABLE revocations;
+    ALTER TABLE revocations_v3 RENAME TO revocations;
+    CREATE INDEX revocations_value ON revocations(kind, value);
+    CREATE TABLE suspensions (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        identity      TEXT NOT NULL,
+        at_us         INTEGER NOT NULL,
+        by            TEXT NOT NULL,
+        reason        TEXT,
+        lifted_at_us  INTEGER,
+        lifted_by     TEXT
+    );
+    CREATE INDEX suspensions_identity ON suspensions(identity);
+    ALTER TABLE sessions ADD COLUMN cert_fingerprint TEXT;
+    ALTER TABLE sessions ADD COLUMN role TEXT;
     ",
 ];
 

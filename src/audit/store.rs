@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::checkpoint::Checkpointer;
 use super::event::{Event, NewSession, Stream};
+use super::txn::{Abort, Op, Txn};
 use super::writer::{Msg, Reply, Writer};
 use super::{chain, now_us, recover, schema, SessionId, StoreError};
 
@@ -178,6 +179,34 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// Runs `op` in the writer's next transaction (under a savepoint of its
+    /// own) and resolves with its result once that transaction committed.
+    /// An op that refuses leaves nothing written; one whose batch fails
+    /// resolves with [`Abort::Failed`].
+    pub async fn transact<R, E, F>(&self, op: F) -> Result<R, Abort<E>>
+    where
+        F: FnOnce(&mut Txn<'_>) -> Result<R, Abort<E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op = Box::new(Op {
+            f: Some(op),
+            result: None,
+            reply,
+        });
+        self.tx
+            .send(Msg::Transact {
+                at_us: now_us(),
+                op,
+            })
+            .await
+            .map_err(|_| Abort::Failed(StoreError::WriterStopped))?;
+        answer
+            .await
+            .map_err(|_| Abort::Failed(StoreError::WriterStopped))?
     }
 
     /// Resolves once everything queued before it is committed.

@@ -38,6 +38,7 @@ use super::chain::{self, ChainHead};
 use super::checkpoint::Checkpointer;
 use super::event::{NewSession, Stream};
 use super::ops::{self, OpError};
+use super::txn::{self, QueuedOp};
 use super::{SessionId, StoreError};
 
 /// Most messages in one transaction.
@@ -97,6 +98,11 @@ pub(crate) enum Msg {
     Flush {
         reply: Reply<()>,
     },
+    /// An operation of several writes (see txn.rs), run under a savepoint.
+    Transact {
+        at_us: i64,
+        op: Box<dyn QueuedOp>,
+    },
 }
 
 impl Msg {
@@ -143,7 +149,9 @@ impl QueuedAhead {
     /// everything noted so far.
     fn lets_pass(&self, msg: &Msg) -> bool {
         match msg {
-            Msg::Begin { .. } => true,
+            // Session starts and multi-write operations belong to no
+            // queued stream: they never wait behind one.
+            Msg::Begin { .. } | Msg::Transact { .. } => true,
             Msg::Record { session: None, .. } => true,
             Msg::Record {
                 session: Some(s),
@@ -339,15 +347,18 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for msg in batch.iter() {
+        // Another process (an operator's CLI) may have appended since.
+        chain::refresh_head(&tx, &mut self.head)?;
+        let total = batch.len();
+        let mut outcomes = Vec::with_capacity(total);
+        for msg in batch.iter_mut() {
             let result = apply(&tx, &mut self.head, msg);
             outcomes.push(match result {
                 Ok(id) => Ok(id),
                 Err(OpError::Rejected(e)) => Err(e),
                 Err(OpError::Store(e)) => return Err(e),
             });
-            let more = outcomes.len() < batch.len();
+            let more = outcomes.len() < total;
             if more
                 && matches!(msg, Msg::Chunk { .. })
                 && (caller_arrived(&mut self.pending, rx) || waiting)
@@ -473,7 +484,11 @@ impl Run {
     }
 }
 
-fn apply(tx: &Connection, head: &mut ChainHead, msg: &Msg) -> Result<Option<SessionId>, OpError> {
+fn apply(
+    tx: &Connection,
+    head: &mut ChainHead,
+    msg: &mut Msg,
+) -> Result<Option<SessionId>, OpError> {
     match msg {
         Msg::Begin {
             at_us,
@@ -516,6 +531,9 @@ fn apply(tx: &Connection, head: &mut ChainHead, msg: &Msg) -> Result<Option<Sess
             ..
         } => ops::end(tx, head, *at_us, *session, reason).map(|()| None),
         Msg::Flush { .. } => Ok(None),
+        Msg::Transact { at_us, op } => txn::run_queued(tx, head, *at_us, op.as_mut())
+            .map(|()| None)
+            .map_err(OpError::Store),
     }
 }
 
@@ -536,5 +554,6 @@ fn deliver(msg: Msg, outcome: Outcome) {
                 tracing::warn!(session = session.0, channel, error = %e, "audit: stream chunk refused");
             }
         }
+        Msg::Transact { op, .. } => op.deliver(outcome.map(|_| ())),
     }
 }

@@ -4,11 +4,10 @@
 pub mod keyfile;
 pub mod options;
 pub mod sign;
-pub mod source_address;
 pub mod verify;
 
 pub use options::CertScope;
-pub use verify::{TrustedCas, VerifiedCert};
+pub use verify::{cert_fingerprint, verify_user_cert, TrustedCas, VerifiedCert};
 
 /// Why a presented certificate is refused, worded for the person at the
 /// client's terminal and for the audit row: always one line, so text taken
@@ -21,6 +20,10 @@ pub enum CertRefusal {
     UntrustedCa(String),
     #[error("certificate signature is invalid")]
     BadSignature,
+    #[error(
+        "certificate is signed with SHA-1 (ssh-rsa) by its CA; re-sign it with rsa-sha2-512 or another key type"
+    )]
+    Sha1CaSignature,
     #[error("certificate is not yet valid (valid from {0})")]
     NotYetValid(String),
     #[error("certificate has expired (valid until {0})")]

@@ -3,7 +3,10 @@
 //!
 //! Invariant: every cert signed here carries a bounded validity window and
 //! a fresh random serial; restrictions are critical options, so a plain sshd
-//! trusting the same CA refuses a task cert instead of granting it more.
+//! trusting the same CA refuses a task cert instead of granting it more. A
+//! task cert names its role and carries every dimension of its scope
+//! (commands, forwards, listeners, sftp paths; capture when on), so nothing
+//! it does not name is left to the ceiling.
 
 use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{Certificate, PublicKey};
@@ -11,7 +14,8 @@ use russh::keys::PrivateKey;
 
 use super::keyfile::{self, KeyFileError};
 use super::options::{
-    EXEC_OPTION, OPEN_OPTION, PERMIT_PORT_FORWARDING, PERMIT_PTY, TASK_EXTENSION,
+    CAPTURE_OPTION, EXEC_OPTION, LISTEN_OPTION, OPEN_OPTION, PERMIT_PORT_FORWARDING, PERMIT_PTY,
+    ROLE_EXTENSION, SFTP_OPTION, TASK_EXTENSION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +44,24 @@ pub fn random_serial() -> u64 {
 #[derive(Debug, Clone)]
 pub struct TaskCertSpec {
     pub key_id: String,
+    pub role: String,
     pub principals: Vec<String>,
     pub valid_after: u64,
     pub valid_before: u64,
     pub exec: Vec<String>,
     pub open: Vec<String>,
+    pub listen: Vec<String>,
+    pub sftp: Vec<String>,
+    pub capture: bool,
     pub permit_pty: bool,
-    pub permit_port_forwarding: bool,
     pub task: Option<String>,
+}
+
+impl TaskCertSpec {
+    /// Forwards in either direction need OpenSSH's grant too.
+    pub fn permit_port_forwarding(&self) -> bool {
+        !self.open.is_empty() || !self.listen.is_empty()
+    }
 }
 
 pub fn sign_task_cert(
@@ -72,18 +86,27 @@ pub fn sign_task_cert(
             .valid_principal(principal.clone())
             .map_err(sign_error)?;
     }
-    let exec = serde_json::to_string(&spec.exec).map_err(sign_error)?;
-    let open = serde_json::to_string(&spec.open).map_err(sign_error)?;
+    for (option, list) in [
+        (EXEC_OPTION, &spec.exec),
+        (OPEN_OPTION, &spec.open),
+        (LISTEN_OPTION, &spec.listen),
+        (SFTP_OPTION, &spec.sftp),
+    ] {
+        let json = serde_json::to_string(list).map_err(sign_error)?;
+        builder.critical_option(option, json).map_err(sign_error)?;
+    }
+    if spec.capture {
+        builder
+            .critical_option(CAPTURE_OPTION, "")
+            .map_err(sign_error)?;
+    }
     builder
-        .critical_option(EXEC_OPTION, exec)
-        .map_err(sign_error)?;
-    builder
-        .critical_option(OPEN_OPTION, open)
+        .extension(ROLE_EXTENSION, spec.role.clone())
         .map_err(sign_error)?;
     if spec.permit_pty {
         builder.extension(PERMIT_PTY, "").map_err(sign_error)?;
     }
-    if spec.permit_port_forwarding {
+    if spec.permit_port_forwarding() {
         builder
             .extension(PERMIT_PORT_FORWARDING, "")
             .map_err(sign_error)?;

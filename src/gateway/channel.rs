@@ -3,35 +3,49 @@
 //! that decides and proxies it.
 //!
 //! Invariant: the channel is read until it closes (an unread russh channel
-//! stalls its whole connection); a terminal or variable is kept only when
-//! the handler granted it (the same scope and rule decide both), and is
-//! committed to the store before it can reach the target; every request
-//! ends in either a proxied run or one refusal line with exit status 126.
+//! stalls its whole connection); a terminal, a variable or a resize is
+//! kept only as a recorded decision of the session (so committed before it
+//! can reach the target; terminal and environment are decided in the
+//! handler's callbacks, see prepared.rs); a forced command replaces a shell and a
+//! subsystem alike; every request ends in either a proxied run or one
+//! refusal line with exit status 126.
 
 use std::sync::Arc;
 
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelId, ChannelMsg};
 
-use super::live::LiveSession;
+use super::grant_login::{self, Requester};
+use super::prepared::Prepared;
 use super::ServerContext;
-use crate::audit::Event;
-use crate::grants::{self, service::Requester};
-use crate::proxy::terminal::{ChannelSetup, PtyRequest};
-use crate::proxy::{self, BeforeRequest, ClientChannel, EarlyInput};
+use crate::proxy::{self, BeforeRequest, ClientChannel, EarlyInput, SessionLink};
+use crate::session::scope::Replaced;
+use crate::session::setup::{ChannelSetup, WindowSize};
 
-/// Exit status of a refused request, as a shell reports "cannot execute".
-pub const REFUSED_EXIT_STATUS: u32 = 126;
+pub async fn serve_session_channel(
+    link: SessionLink,
+    channel: Channel<Msg>,
+    handle: Handle,
+    prepared: Arc<Prepared>,
+) {
+    let id = channel.id();
+    serve(&link, channel, handle, &prepared).await;
+    prepared.forget(id);
+}
 
-pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>, handle: Handle) {
+async fn serve(link: &SessionLink, channel: Channel<Msg>, handle: Handle, prepared: &Prepared) {
+    let live = &link.live;
     let id = channel.id();
     let (mut reader, writer) = channel.split();
     let client = ClientChannel::new(id, writer, handle);
     let mut setup = ChannelSetup::default();
+    // pty-req and env requests seen whose decisions are not applied yet.
+    let mut unsettled = Vec::new();
     // A client may send stdin, even EOF, before its request (OpenSSH's
     // multiplexing does): keep it for the command, do not end here.
     let mut early = EarlyInput::default();
     while let Some(msg) = reader.wait().await {
+        settle(&mut unsettled, prepared, id, &mut setup);
         let msg = match early.absorb(msg) {
             BeforeRequest::Other(msg) => msg,
             BeforeRequest::Kept => continue,
@@ -42,84 +56,50 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
             }
         };
         match msg {
-            ChannelMsg::RequestPty {
-                term,
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-                terminal_modes,
-                ..
-            } => {
-                // The handler refused (and recorded) a terminal out of scope.
-                if live.authorized.scope().authorize_pty().is_err() {
-                    setup.note_terminal_refused();
-                } else {
-                    let event = Event::PtyAllowed {
-                        term: term.clone(),
-                        cols: col_width,
-                        rows: row_height,
-                    };
-                    if record(&live, id, event).await {
-                        setup.set_pty(PtyRequest {
-                            term,
-                            cols: col_width,
-                            rows: row_height,
-                            pix_width,
-                            pix_height,
-                            modes: terminal_modes,
-                        });
-                    }
-                }
-            }
-            ChannelMsg::SetEnv {
-                variable_name,
-                variable_value,
-                ..
-            } => {
-                let mut kept = setup.clone();
-                if kept.add_env(&variable_name, &variable_value) {
-                    let event = Event::EnvAllowed {
-                        name: variable_name,
-                        value: variable_value,
-                    };
-                    if record(&live, id, event).await {
-                        setup = kept;
-                    }
-                }
-            }
+            // Decided and recorded by the handler (prepared.rs); settled
+            // when the next message comes.
+            ChannelMsg::RequestPty { .. } => unsettled.push(Unsettled::Pty),
+            ChannelMsg::SetEnv { .. } => unsettled.push(Unsettled::Env),
             // Without a terminal there is nothing to resize.
             ChannelMsg::WindowChange {
                 col_width,
                 row_height,
                 pix_width,
                 pix_height,
-            } if setup.pty().is_some() => {
-                let event = Event::PtyResize {
+            } if setup.has_terminal() => {
+                let size = WindowSize {
                     cols: col_width,
                     rows: row_height,
+                    pix_width,
+                    pix_height,
                 };
-                if record(&live, id, event).await {
-                    setup.resize(col_width, row_height, pix_width, pix_height);
+                if let Ok(resize) = live.record_resize(id, size).await {
+                    setup.resize(resize);
                 }
             }
             ChannelMsg::Exec { command, .. } => {
-                proxy::exec::run(&live, client, reader, command, setup, early).await;
-                return;
-            }
-            // With OpenSSH's meaning, a forced command replaces the shell.
-            ChannelMsg::RequestShell { .. }
-                if live.authorized.scope().forced_command().is_some() =>
-            {
-                proxy::exec::run(&live, client, reader, Vec::new(), setup, early).await;
+                proxy::exec::run(link, client, reader, command, setup, early).await;
                 return;
             }
             ChannelMsg::RequestShell { .. } => {
-                proxy::shell::run(&live, client, reader, setup, early).await;
+                // With OpenSSH's meaning, a forced command replaces the shell.
+                match live.authorize_forced(id, Replaced::Shell, "").await {
+                    Some(permit) => {
+                        proxy::exec::run_permitted(link, client, reader, permit, setup, early).await
+                    }
+                    None => proxy::shell::run(link, client, reader, setup, early).await,
+                }
                 return;
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
-                proxy::sftp::run(&live, client, reader, &name).await;
+                // ... and a subsystem: no file transfer a forced command
+                // did not name.
+                match live.authorize_forced(id, Replaced::Subsystem, &name).await {
+                    Some(permit) => {
+                        proxy::exec::run_permitted(link, client, reader, permit, setup, early).await
+                    }
+                    None => proxy::sftp::run(link, client, reader, &name).await,
+                }
                 return;
             }
             // x11 and agent requests were refused by the handler.
@@ -128,14 +108,35 @@ pub async fn serve_session_channel(live: Arc<LiveSession>, channel: Channel<Msg>
     }
 }
 
-/// Commits a setup event; false (and logged) when the store cannot, so
-/// the setting is dropped rather than applied unrecorded.
-async fn record(live: &LiveSession, id: ChannelId, event: Event) -> bool {
-    match live.record(Some(id), event).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "could not record a channel setting; dropping it");
-            false
+/// A pty-req or env request whose decision the handler is making.
+enum Unsettled {
+    Pty,
+    Env,
+}
+
+/// Applies the handler's decisions for the requests seen so far. russh
+/// queues a request for the channel before it calls the handler, and
+/// handles one message of the connection at a time: once a later message
+/// of this channel arrives, the handler has decided (and recorded) every
+/// earlier request.
+fn settle(
+    unsettled: &mut Vec<Unsettled>,
+    prepared: &Prepared,
+    id: ChannelId,
+    setup: &mut ChannelSetup,
+) {
+    for request in unsettled.drain(..) {
+        match request {
+            Unsettled::Pty => match prepared.take_pty(id) {
+                Some(pty) => setup.set_pty(pty),
+                // The handler already wrote the line to the client.
+                None => setup.note_terminal_refused(),
+            },
+            Unsettled::Env => {
+                if let Some(env) = prepared.take_env(id) {
+                    setup.add_env(env);
+                }
+            }
         }
     }
 }
@@ -164,8 +165,8 @@ pub async fn serve_grant_channel(
         };
         match msg {
             ChannelMsg::Exec { command, .. } => {
-                let stdin = grants::service::Stdin { reader, early };
-                grants::service::serve(&ctx, &requester, client, stdin, command).await;
+                let stdin = grant_login::Stdin { reader, early };
+                grant_login::serve(&ctx, &requester, client, stdin, command).await;
                 return;
             }
             ChannelMsg::RequestShell { .. } | ChannelMsg::RequestSubsystem { .. } => {

@@ -1,11 +1,16 @@
 //! One client connection from accept to close: the source limits, the SSH
 //! session, the pre-auth deadline, and cutting it when its session must end.
 //!
-//! Invariant: a connection that has not authenticated within the pre-auth
-//! deadline is closed, and an admitted session is ended in the store (with
-//! its reason) whenever and however its connection ends.
+//! Invariant: the pre-auth deadline counts from the TCP accept and covers
+//! the whole unauthenticated phase (the version line, key exchange,
+//! authentication): a connection not admitted by then is closed, whatever
+//! it sent or did not send. A connection that tried to authenticate, or ran
+//! out of the deadline, and was not admitted costs its source one failure.
+//! An admitted session is ended in the store (with its reason) whenever and
+//! however its connection ends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -13,12 +18,14 @@ use russh::server::Config as SshConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
+use super::grant_login::Requester;
 use super::handler::ConnectionHandler;
-use super::live::LiveSession;
+use super::limits::{ConnectionRefusal, Limit};
 use super::ServerContext;
 use crate::audit::Event;
-use crate::grants::service::Requester;
+use crate::proxy::SessionLink;
 
 /// How long channels get to tell the client why before the connection is cut.
 const TERMINATION_GRACE: Duration = Duration::from_millis(300);
@@ -26,7 +33,7 @@ const TERMINATION_GRACE: Duration = Duration::from_millis(300);
 /// What a connection authenticated as.
 pub enum Admitted {
     /// A task cert for a target.
-    Target(Arc<LiveSession>),
+    Target(SessionLink),
     /// An identity key on the `grant` login.
     Grant(Arc<Requester>),
 }
@@ -37,6 +44,8 @@ pub enum Admitted {
 pub struct ConnectionSlot {
     admitted: OnceLock<Admitted>,
     set: Notify,
+    /// The client tried to authenticate at least once.
+    tried: AtomicBool,
 }
 
 pub type SessionSlot = Arc<ConnectionSlot>;
@@ -53,21 +62,27 @@ impl ConnectionSlot {
         Ok(())
     }
 
+    /// Notes an authentication attempt (one failed connection, however many
+    /// keys it offered).
+    pub fn note_attempt(&self) {
+        self.tried.store(true, Ordering::Relaxed);
+    }
+
     /// Resolves when the connection's target session must end; never for a
     /// connection that is not (or not yet) a target session.
     async fn terminated(&self) -> String {
         loop {
             match self.admitted.get() {
-                Some(Admitted::Target(live)) => return live.terminated().await,
+                Some(Admitted::Target(link)) => return link.live.terminated().await,
                 Some(Admitted::Grant(_)) => std::future::pending::<()>().await,
                 None => self.set.notified().await,
             }
         }
     }
 
-    /// Resolves if nothing was admitted within `deadline`.
-    async fn unauthenticated_after(&self, deadline: Duration) {
-        tokio::time::sleep(deadline).await;
+    /// Resolves at `deadline` if nothing was admitted by then.
+    async fn unauthenticated_at(&self, deadline: Instant) {
+        tokio::time::sleep_until(deadline).await;
         if self.admitted.get().is_some() {
             std::future::pending::<()>().await;
         }
@@ -80,9 +95,10 @@ pub async fn run(
     socket: TcpStream,
     peer: SocketAddr,
 ) {
+    let deadline = Instant::now() + ctx.limits.pre_auth_timeout;
     let permit = match ctx.sources.admit(peer.ip()) {
         Ok(permit) => permit,
-        Err(reason) => return refuse_connection(&ctx, socket, peer, &reason).await,
+        Err(refusal) => return refuse_connection(&ctx, socket, peer, &refusal).await,
     };
     // A second handle on the socket, so the connection can be cut even when
     // the peer ignores the disconnect (or has not finished the handshake).
@@ -93,12 +109,23 @@ pub async fn run(
             return;
         }
     };
+    let force_close = || {
+        let _ = killer.shutdown(std::net::Shutdown::Both);
+    };
     let slot: SessionSlot = Arc::new(ConnectionSlot::default());
     let handler = ConnectionHandler::new(ctx.clone(), Some(peer), slot.clone(), permit);
-    let mut running = match russh::server::run_stream(config, socket, handler).await {
-        Ok(running) => running,
-        Err(e) => {
+    // The version line is read inside `run_stream`: the deadline covers it.
+    let started =
+        tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler));
+    let mut running = match started.await {
+        Ok(Ok(running)) => running,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            force_close();
+            pre_auth_timeout(&ctx, peer).await;
             return;
         }
     };
@@ -112,9 +139,6 @@ pub async fn run(
             )
             .await;
         reason
-    };
-    let force_close = || {
-        let _ = killer.shutdown(std::net::Shutdown::Both);
     };
     let reason = tokio::select! {
         ended = &mut running => match ended {
@@ -130,21 +154,35 @@ pub async fn run(
             }
             reason
         }
-        () = slot.unauthenticated_after(ctx.limits.pre_auth_timeout) => {
-            let limit = crate::policy::format_duration(ctx.limits.pre_auth_timeout);
-            let reason = format!("refused: no authentication within {limit} (pre_auth_timeout)");
-            record_limit(&ctx, "pre_auth_timeout", peer, None, &reason).await;
-            let reason = cut(reason).await;
+        () = slot.unauthenticated_at(deadline) => {
+            cut(pre_auth_timeout(&ctx, peer).await).await;
             // Before the handshake ends a disconnect may never go out.
             if tokio::time::timeout(Duration::from_millis(200), &mut running).await.is_err() {
                 force_close();
             }
-            reason
+            return;
         }
     };
-    if let Some(Admitted::Target(live)) = slot.get() {
-        live.end(&reason).await;
+    match slot.get() {
+        Some(Admitted::Target(link)) => {
+            ctx.live.unregister(link.live.id());
+            link.live.end(&reason).await;
+            link.target.close().await;
+        }
+        Some(Admitted::Grant(_)) => {}
+        None if slot.tried.load(Ordering::Relaxed) => ctx.sources.failed_connection(peer.ip()),
+        None => {}
     }
+}
+
+/// A connection that was not admitted in time: recorded, and charged to
+/// its source. Returns the reason.
+async fn pre_auth_timeout(ctx: &ServerContext, peer: SocketAddr) -> String {
+    let limit = crate::policy::format_duration(ctx.limits.pre_auth_timeout);
+    let reason = format!("refused: no authentication within {limit} (pre_auth_timeout)");
+    ctx.sources.failed_connection(peer.ip());
+    record_limit(ctx, Limit::PreAuthTimeout, peer, None, &reason).await;
+    reason
 }
 
 /// The socket for russh, and a std handle on the same socket to shut it.
@@ -159,24 +197,20 @@ async fn refuse_connection(
     ctx: &ServerContext,
     mut socket: TcpStream,
     peer: SocketAddr,
-    reason: &str,
+    refusal: &ConnectionRefusal,
 ) {
+    let reason = refusal.to_string();
     tracing::info!(%peer, reason, "connection refused");
-    let limit = if reason.contains("unauthenticated") {
-        "max_unauthenticated"
-    } else {
-        "auth_failures_per_source"
-    };
     let _ = socket
         .write_all(format!("portcullis: refused: {reason}\r\n").as_bytes())
         .await;
     let _ = socket.shutdown().await;
     match ctx.sources.record_refusal() {
-        Some(0) => record_limit(ctx, limit, peer, None, reason).await,
+        Some(0) => record_limit(ctx, refusal.limit(), peer, None, &reason).await,
         Some(folded) => {
             let reason =
                 format!("{reason} (and {folded} more refused connections not recorded one by one)");
-            record_limit(ctx, limit, peer, None, &reason).await
+            record_limit(ctx, refusal.limit(), peer, None, &reason).await
         }
         None => {}
     }
@@ -184,7 +218,7 @@ async fn refuse_connection(
 
 pub async fn record_limit(
     ctx: &ServerContext,
-    limit: &str,
+    limit: Limit,
     peer: SocketAddr,
     identity: Option<&str>,
     reason: &str,

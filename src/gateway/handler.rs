@@ -3,31 +3,35 @@
 //!
 //! Invariant: every channel and global request is answered (success or
 //! failure), and everything the bastion does not support is refused and
-//! recorded.
+//! recorded. Immediate answers (pty-req, env) use the same scope the
+//! channel task decides and records with, so the two never disagree.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use russh::keys::ssh_key::Certificate;
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::keys::Algorithm;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
-use super::auth::{self, AuthRefusal};
-use super::limits::Unauthenticated;
-use super::live::LiveSession;
+use super::admission::{self, AuthRefusal};
+use super::grant_login::Requester;
+use super::limits::{Limit, Unauthenticated};
+use super::prepared::Prepared;
 use super::{channel, connection, Admitted, ServerContext, SessionSlot};
-use crate::audit::Event;
-use crate::grants::service::Requester;
 use crate::policy::RESERVED_LOGIN;
 use crate::proxy::forward::{self, ForwardRequest};
 use crate::proxy::listen::RemoteForwards;
-use crate::proxy::terminal;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::proxy::SessionLink;
+use crate::session::setup::PtyRequest;
+use crate::session::RefusedRequest;
+use crate::upstream::Link;
 
 pub struct ConnectionHandler {
     ctx: Arc<ServerContext>,
     peer: Option<SocketAddr>,
-    live: SessionSlot,
+    slot: SessionSlot,
     /// Whether any certificate reached the handler on this connection.
     saw_certificate: bool,
     /// Counts this connection among the unauthenticated until it is admitted.
@@ -36,51 +40,50 @@ pub struct ConnectionHandler {
     channels: Arc<AtomicUsize>,
     /// `ssh -R` listeners; they stop when this handler (the connection) goes.
     remote_forwards: RemoteForwards,
+    /// Terminal and environment decisions for the channel tasks.
+    prepared: Arc<Prepared>,
 }
 
 impl ConnectionHandler {
     pub fn new(
         ctx: Arc<ServerContext>,
         peer: Option<SocketAddr>,
-        live: SessionSlot,
+        slot: SessionSlot,
         unauthenticated: Unauthenticated,
     ) -> Self {
         ConnectionHandler {
             ctx,
             peer,
-            live,
+            slot,
             saw_certificate: false,
             unauthenticated: Some(unauthenticated),
             channels: Arc::new(AtomicUsize::new(0)),
             remote_forwards: RemoteForwards::default(),
+            prepared: Arc::default(),
         }
     }
 
-    fn session(&self) -> Option<Arc<LiveSession>> {
-        match self.live.get() {
-            Some(Admitted::Target(live)) => Some(live.clone()),
+    fn session(&self) -> Option<SessionLink> {
+        match self.slot.get() {
+            Some(Admitted::Target(link)) => Some(link.clone()),
             _ => None,
         }
     }
 
     /// Records a refused request on an admitted session.
-    async fn refuse(&self, channel: Option<ChannelId>, request: &str, reason: &str) {
-        if let Some(live) = self.session() {
-            live.record_refused_request(channel, request, reason).await;
+    async fn refuse(&self, channel: Option<ChannelId>, request: RefusedRequest, reason: &str) {
+        if let Some(link) = self.session() {
+            link.live.refuse_request(channel, request, reason).await;
         }
     }
 
-    /// A refused authentication: recorded, and counted against the source.
     async fn refuse_auth(&self, cert: Option<&Certificate>, user: &str, refusal: &AuthRefusal) {
         let addr = self.client_addr();
-        auth::record_refusal(&self.ctx.store, cert, user, &addr, refusal).await;
-        if let Some(peer) = self.peer {
-            self.ctx.sources.failed(peer.ip());
-        }
+        admission::record_refusal(&self.ctx.store, cert, user, &addr, refusal).await;
     }
 
     fn admitted(&mut self, admitted: Admitted) -> Auth {
-        if self.live.set(admitted).is_err() {
+        if self.slot.set(admitted).is_err() {
             return Auth::reject();
         }
         self.unauthenticated = None;
@@ -102,22 +105,38 @@ impl russh::server::Handler for ConnectionHandler {
         Ok(Auth::reject())
     }
 
+    // Every key offer passes here first (probe or signed): a SHA-1 RSA
+    // signature is refused before anything else looks at the key.
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        self.slot.note_attempt();
+        if *offer.algorithm == (Algorithm::Rsa { hash: None }) {
+            self.refuse_auth(None, user, &AuthRefusal::Sha1Signature)
+                .await;
+            return Ok(Auth::reject());
+        }
+        Ok(Auth::Accept)
+    }
+
     async fn auth_publickey(
         &mut self,
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let addr = self.client_addr();
-        let identity = auth::identity_for_key(&self.ctx.policy, key.public_key);
+        self.slot.note_attempt();
+        let identity = self.ctx.policy.identity_for_key(key.public_key);
         let refusal = match (user == RESERVED_LOGIN, identity) {
             (true, Some(identity)) => {
-                let requester = Requester {
-                    identity: identity.clone(),
-                    client_addr: addr,
-                };
-                if self.live.get().is_some() {
+                if self.slot.get().is_some() {
                     return Ok(Auth::reject());
                 }
+                let requester = Requester {
+                    identity: identity.clone(),
+                    client_addr: self.client_addr(),
+                };
                 return Ok(self.admitted(Admitted::Grant(Arc::new(requester))));
             }
             (true, None) => AuthRefusal::UnknownIdentityKey,
@@ -134,23 +153,28 @@ impl russh::server::Handler for ConnectionHandler {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
+        self.slot.note_attempt();
         self.saw_certificate = true;
-        if self.live.get().is_some() {
+        if self.slot.get().is_some() {
             return Ok(Auth::reject());
         }
-        match auth::admit(&self.ctx, certificate, user, self.peer).await {
-            Ok(admitted) => {
-                let live = LiveSession::start(admitted, self.ctx.clone());
-                Ok(self.admitted(Admitted::Target(live)))
-            }
-            Err(_) => {
-                // admit() recorded why; the source pays for the failure.
-                if let Some(peer) = self.peer {
-                    self.ctx.sources.failed(peer.ip());
-                }
-                Ok(Auth::reject())
-            }
-        }
+        // admit() records why when it refuses.
+        let Ok(opened) = admission::admit(&self.ctx, certificate, user, self.peer).await else {
+            return Ok(Auth::reject());
+        };
+        let live = opened.session;
+        self.ctx.live.register(&live, opened.revocations_seen);
+        let link = SessionLink {
+            target: Arc::new(Link::new(live.clone(), self.ctx.upstream.clone())),
+            live,
+        };
+        // Dial at once, so the upstream handshake overlaps the client's
+        // channel setup.
+        let target = link.target.clone();
+        tokio::spawn(async move {
+            let _ = target.get().await;
+        });
+        Ok(self.admitted(Admitted::Target(link)))
     }
 
     async fn channel_open_session(
@@ -162,12 +186,13 @@ impl russh::server::Handler for ConnectionHandler {
         let open = self.channels.load(Ordering::SeqCst);
         if open >= self.ctx.limits.max_channels_per_session {
             let reason = format!("{open} channels are open already (max_channels_per_session)");
-            self.refuse(None, "session channel", &reason).await;
+            self.refuse(None, RefusedRequest::SessionChannel, &reason)
+                .await;
             if let Some(peer) = self.peer {
-                let identity = self.session().map(|l| l.authorized.identity().to_string());
+                let identity = self.session().map(|l| l.live.identity().to_string());
                 connection::record_limit(
                     &self.ctx,
-                    "max_channels_per_session",
+                    Limit::MaxChannelsPerSession,
                     peer,
                     identity.as_deref(),
                     &reason,
@@ -178,12 +203,13 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(());
         }
         let count = ChannelCount::new(self.channels.clone());
-        match self.live.get() {
-            Some(Admitted::Target(live)) => {
+        match self.slot.get() {
+            Some(Admitted::Target(link)) => {
                 reply.accept().await;
-                let (live, handle) = (live.clone(), session.handle());
+                let (link, handle) = (link.clone(), session.handle());
+                let prepared = self.prepared.clone();
                 tokio::spawn(async move {
-                    channel::serve_session_channel(live, channel, handle).await;
+                    channel::serve_session_channel(link, channel, handle, prepared).await;
                     drop(count);
                 });
             }
@@ -215,7 +241,7 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(live) = self.session() else {
+        let Some(link) = self.session() else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -228,7 +254,7 @@ impl russh::server::Handler for ConnectionHandler {
             port,
             originator: format!("{originator}:{originator_port}"),
         };
-        tokio::spawn(forward::run(live, channel, request, reply));
+        tokio::spawn(forward::run(link.live, channel, request, reply));
         Ok(())
     }
 
@@ -239,8 +265,8 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = format!("direct-streamlocal {socket_path}");
-        self.refuse(None, &request, STREAMLOCAL).await;
+        let request = RefusedRequest::StreamLocal(socket_path.to_owned());
+        self.refuse(None, request, STREAMLOCAL).await;
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;
@@ -255,41 +281,53 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse(None, "x11", "X11 forwarding is always refused")
-            .await;
+        self.refuse(
+            None,
+            RefusedRequest::X11,
+            "X11 forwarding is always refused",
+        )
+        .await;
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;
         Ok(())
     }
 
-    // Answered here (OpenSSH sends pty-req, env and shell back to back and
-    // the reply flag is per channel); the channel's task sees the same
-    // request in its queue and, by the same scope, keeps it for upstream.
+    // Decided and recorded here, before the reply: OpenSSH sends pty-req,
+    // env and shell back to back and acts on each answer (see prepared.rs).
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
-        _cols: u32,
-        _rows: u32,
-        _pix_width: u32,
-        _pix_height: u32,
-        _modes: &[(russh::Pty, u32)],
+        term: &str,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let refusal = match self.session() {
-            Some(live) => live.authorized.scope().authorize_pty().err(),
-            None => return session.channel_failure(channel),
+        let Some(link) = self.session() else {
+            return session.channel_failure(channel);
         };
-        match refusal {
-            None => session.channel_success(channel),
-            Some(refusal) => {
-                self.refuse(Some(channel), "pty-req", &refusal.to_string())
-                    .await;
+        let request = PtyRequest {
+            term: term.to_owned(),
+            cols,
+            rows,
+            pix_width,
+            pix_height,
+            modes: modes.to_vec(),
+        };
+        match link.live.authorize_pty(channel, request).await {
+            Ok(pty) => {
+                self.prepared.push_pty(channel, Some(pty));
+                session.channel_success(channel)
+            }
+            Err(denied) => {
+                self.prepared.push_pty(channel, None);
                 // The reason goes out before the failure: `ssh -t` gives up
                 // on the failure and would never see the shell's answer.
                 // One short line, so the unbounded queue is no concern.
-                let line = format!("portcullis: refused: terminal: {refusal}\r\n");
+                let line = format!("portcullis: refused: terminal: {denied}\r\n");
                 let _ = session.extended_data(channel, 1, line.into_bytes());
                 session.channel_failure(channel)
             }
@@ -305,7 +343,8 @@ impl russh::server::Handler for ConnectionHandler {
         _screen: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse(Some(channel), "x11-req", "X11 forwarding is always refused")
+        let reason = "X11 forwarding is always refused";
+        self.refuse(Some(channel), RefusedRequest::X11, reason)
             .await;
         session.channel_failure(channel)
     }
@@ -316,7 +355,8 @@ impl russh::server::Handler for ConnectionHandler {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         let reason = "agent forwarding is always refused";
-        self.refuse(Some(channel), "auth-agent-req", reason).await;
+        self.refuse(Some(channel), RefusedRequest::AgentForwarding, reason)
+            .await;
         Ok(false)
     }
 
@@ -327,8 +367,15 @@ impl russh::server::Handler for ConnectionHandler {
         value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Like sshd's AcceptEnv: others are ignored, not worth a record.
-        if terminal::env_is_forwarded(name, value) {
+        let decided = match self.session() {
+            Some(link) if self.prepared.env_room(channel) => {
+                link.live.authorize_env(channel, name, value).await.ok()
+            }
+            _ => None,
+        };
+        let granted = decided.is_some();
+        self.prepared.push_env(channel, decided);
+        if granted {
             session.channel_success(channel)
         } else {
             session.channel_failure(channel)
@@ -369,19 +416,18 @@ impl russh::server::Handler for ConnectionHandler {
         port: &mut u32,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let request = format!("tcpip-forward {address}:{port}");
-        let Some(live) = self.session() else {
+        let Some(link) = self.session() else {
             return Ok(false);
         };
-        match live.authorized.scope().authorize_listen(address, *port) {
-            Ok(decision) => Ok(self
+        if self.remote_forwards.has(address, *port) {
+            return Ok(false);
+        }
+        match link.live.authorize_listen(address, *port).await {
+            Ok(permit) => Ok(self
                 .remote_forwards
-                .open(&live, decision, session.handle())
+                .open(&link.live, permit, session.handle())
                 .await),
-            Err(refusal) => {
-                self.refuse(None, &request, &refusal.to_string()).await;
-                Ok(false)
-            }
+            Err(_) => Ok(false),
         }
     }
 
@@ -399,8 +445,8 @@ impl russh::server::Handler for ConnectionHandler {
         socket_path: &str,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let request = format!("streamlocal-forward {socket_path}");
-        self.refuse(None, &request, "remote forwarding is not allowed")
+        let request = RefusedRequest::StreamLocalForward(socket_path.to_owned());
+        self.refuse(None, request, "remote forwarding is not allowed")
             .await;
         Ok(false)
     }
@@ -419,13 +465,5 @@ impl ChannelCount {
 impl Drop for ChannelCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A request refusal as a store event.
-pub fn refused_request(request: &str, reason: &str) -> Event {
-    Event::RequestRefused {
-        request: request.to_string(),
-        reason: reason.to_string(),
     }
 }

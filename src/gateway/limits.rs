@@ -1,12 +1,16 @@
 //! Connection-level abuse limits: how many connections may be
-//! unauthenticated at once, and a back-off for sources that keep failing to
-//! authenticate.
+//! unauthenticated at once, and a back-off for sources whose connections
+//! keep failing to authenticate.
 //!
 //! Invariant: an [`Unauthenticated`] permit exists for every connection that
 //! has not authenticated yet, and the count drops when it authenticates or
-//! goes away, whichever comes first.
+//! goes away, whichever comes first. A source is charged once per failed
+//! CONNECTION (as OpenSSH's PerSourcePenalties do), never per key offer, so
+//! a client that offers several keys is one failure; sources in
+//! `auth_failures_exempt` are never backed off.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,17 +22,57 @@ use crate::config::Limits;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Connection refusals are recorded at most [`REFUSAL_RECORDS_PER_SEC`] a
+/// second; the rest are counted into the next record, so a flood cannot
+/// turn into a flood of store writes.
+const REFUSAL_RECORDS_PER_SEC: u32 = 10;
+
+/// The limits a `limit.hit` record can name, as the config spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    PreAuthTimeout,
+    MaxUnauthenticated,
+    AuthFailuresPerSource,
+    MaxSessionsPerIdentity,
+    MaxChannelsPerSession,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::PreAuthTimeout => "pre_auth_timeout",
+            Limit::MaxUnauthenticated => "max_unauthenticated",
+            Limit::AuthFailuresPerSource => "auth_failures_per_source",
+            Limit::MaxSessionsPerIdentity => "max_sessions_per_identity",
+            Limit::MaxChannelsPerSession => "max_channels_per_session",
+        })
+    }
+}
+
+/// Why a new connection is refused before any SSH exchange.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionRefusal {
+    #[error("too many failed authentications from {ip}; try again in {wait_secs}s")]
+    BackedOff { ip: IpAddr, wait_secs: u64 },
+    #[error("too many unauthenticated connections (max_unauthenticated = {0})")]
+    TooManyUnauthenticated(usize),
+}
+
+impl ConnectionRefusal {
+    pub fn limit(&self) -> Limit {
+        match self {
+            ConnectionRefusal::BackedOff { .. } => Limit::AuthFailuresPerSource,
+            ConnectionRefusal::TooManyUnauthenticated(_) => Limit::MaxUnauthenticated,
+        }
+    }
+}
+
 pub struct SourceGuard {
     limits: Limits,
     unauthenticated: Arc<AtomicUsize>,
     sources: Mutex<HashMap<IpAddr, SourceRecord>>,
     refusals: Mutex<RefusalLog>,
 }
-
-/// Connection refusals are recorded at most [`REFUSAL_RECORDS_PER_SEC`] a
-/// second; the rest are counted into the next record, so a flood cannot
-/// turn into a flood of store writes.
-const REFUSAL_RECORDS_PER_SEC: u32 = 10;
 
 struct RefusalLog {
     second: Instant,
@@ -87,21 +131,20 @@ impl SourceGuard {
     }
 
     /// Admits a new connection from `ip`, or says why not.
-    pub fn admit(&self, ip: IpAddr) -> Result<Unauthenticated, String> {
+    pub fn admit(&self, ip: IpAddr) -> Result<Unauthenticated, ConnectionRefusal> {
         if let Some(wait) = self.blocked_for(ip) {
-            return Err(format!(
-                "too many failed authentications from {ip}; try again in {}s",
-                wait.as_secs().max(1)
-            ));
+            return Err(ConnectionRefusal::BackedOff {
+                ip,
+                wait_secs: wait.as_secs().max(1),
+            });
         }
         let before = self.unauthenticated.fetch_add(1, Ordering::SeqCst);
         let permit = Unauthenticated {
             count: self.unauthenticated.clone(),
         };
         if before >= self.limits.max_unauthenticated {
-            return Err(format!(
-                "too many unauthenticated connections (max_unauthenticated = {})",
-                self.limits.max_unauthenticated
+            return Err(ConnectionRefusal::TooManyUnauthenticated(
+                self.limits.max_unauthenticated,
             ));
         }
         Ok(permit)
@@ -113,9 +156,20 @@ impl SourceGuard {
         until.checked_duration_since(Instant::now())
     }
 
-    /// Counts a failed authentication from `ip`; past the limit the source
-    /// is blocked, for twice as long each time it comes back failing.
-    pub fn failed(&self, ip: IpAddr) {
+    fn exempt(&self, ip: IpAddr) -> bool {
+        self.limits
+            .auth_failures_exempt
+            .iter()
+            .any(|block| block.contains(ip))
+    }
+
+    /// Charges `ip` for one connection that ended without authenticating;
+    /// past the limit the source is blocked, for twice as long each time
+    /// it comes back failing.
+    pub fn failed_connection(&self, ip: IpAddr) {
+        if self.exempt(ip) {
+            return;
+        }
         let Ok(mut sources) = self.sources.lock() else {
             return;
         };
@@ -149,6 +203,7 @@ impl SourceGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cidr::Cidr;
 
     fn limits(max_unauthenticated: usize, failures: u32) -> Limits {
         Limits {
@@ -158,26 +213,40 @@ mod tests {
         }
     }
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
     #[test]
     fn unauthenticated_connections_are_capped_and_released() {
         let guard = SourceGuard::new(limits(2, 5));
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let a = guard.admit(ip).unwrap();
-        let _b = guard.admit(ip).unwrap();
-        assert!(guard.admit(ip).is_err());
+        let a = guard.admit(ip("127.0.0.1")).unwrap();
+        let _b = guard.admit(ip("127.0.0.1")).unwrap();
+        assert!(guard.admit(ip("127.0.0.1")).is_err());
         drop(a);
-        assert!(guard.admit(ip).is_ok());
+        assert!(guard.admit(ip("127.0.0.1")).is_ok());
     }
 
     #[test]
     fn a_failing_source_is_backed_off_and_others_are_not() {
         let guard = SourceGuard::new(limits(100, 2));
-        let bad: IpAddr = "10.0.0.1".parse().unwrap();
-        let good: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            guard.failed(bad);
+            guard.failed_connection(ip("10.0.0.1"));
         }
-        assert!(guard.admit(bad).is_err());
-        assert!(guard.admit(good).is_ok());
+        assert!(guard.admit(ip("10.0.0.1")).is_err());
+        assert!(guard.admit(ip("10.0.0.2")).is_ok());
+    }
+
+    #[test]
+    fn an_exempt_network_is_never_backed_off() {
+        let mut limits = limits(100, 1);
+        limits.auth_failures_exempt = Cidr::parse("10.1.0.0/16").into_iter().collect();
+        let guard = SourceGuard::new(limits);
+        for _ in 0..5 {
+            guard.failed_connection(ip("10.1.2.3"));
+            guard.failed_connection(ip("10.2.0.1"));
+        }
+        assert!(guard.admit(ip("10.1.2.3")).is_ok());
+        assert!(guard.admit(ip("10.2.0.1")).is_err());
     }
 }

@@ -5,108 +5,44 @@
 //! Invariant: every accepted connection runs in its own task, and every
 //! session that was admitted is ended in the store when its connection ends.
 
-pub mod auth;
+pub mod admission;
 pub mod channel;
 pub mod connection;
+pub mod grant_login;
 pub mod handler;
 pub mod limits;
-pub mod live;
+pub mod prepared;
 pub mod registry;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use russh::cipher;
 use russh::keys::PrivateKey;
 use russh::server::Config as SshConfig;
-use russh::{MethodKind, Preferred};
+use russh::MethodKind;
 use tokio::net::TcpListener;
 
 use crate::audit::Store;
 use crate::cert::{keyfile, TrustedCas};
 use crate::config::{Config, Limits};
 use crate::grants::ratelimit::RateLimiter;
-use crate::grants::{GrantsDb, SharedGrants};
+use crate::grants::GrantsReader;
 use crate::policy::Policy;
 use crate::upstream::UpstreamAuthority;
 pub use connection::{Admitted, ConnectionSlot, SessionSlot};
 use limits::SourceGuard;
 use registry::LiveRegistry;
 
-/// Flow-control window per channel: bounds what one channel can have in
-/// flight, and so the memory a slow reader can pin.
-pub const WINDOW_SIZE: u32 = 2 * 1024 * 1024;
-/// Largest channel data packet a peer may send us (russh's upper limit):
-/// sshd on the upstream leg then sends 64 KiB packets instead of 32 KiB,
-/// halving the per-packet work of the splice and the recorder.
-pub const MAX_PACKET_SIZE: u32 = 65535;
-
-/// Ciphers for both legs where the CPU has AES and carry-less multiply
-/// instructions: AES-GCM runs about ten times faster than
-/// chacha20-poly1305 there (ring, measured in bench/RESULTS.md), and russh's
-/// default list lacks aes128-gcm, so a client forcing it could not connect.
-const AES_GCM_FIRST: &[cipher::Name] = &[
-    cipher::AES_128_GCM,
-    cipher::AES_256_GCM,
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_256_CTR,
-    cipher::AES_192_CTR,
-    cipher::AES_128_CTR,
-];
-/// Without AES in hardware, chacha20-poly1305 is the fast (and constant
-/// time) choice.
-const CHACHA_FIRST: &[cipher::Name] = &[
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_256_GCM,
-    cipher::AES_128_GCM,
-    cipher::AES_256_CTR,
-    cipher::AES_192_CTR,
-    cipher::AES_128_CTR,
-];
-
-/// Algorithm preferences of both legs. SSH picks the client's first choice
-/// that the server also offers, so on the agent's leg this list only says
-/// what a client may choose; on the upstream leg the bastion is the client
-/// and its order decides.
-pub fn preferred_algorithms() -> Preferred {
-    let cipher = if aes_in_hardware() {
-        AES_GCM_FIRST
-    } else {
-        CHACHA_FIRST
-    };
-    Preferred {
-        cipher: Cow::Borrowed(cipher),
-        ..Preferred::default()
-    }
-}
-
-fn aes_in_hardware() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes")
-            && std::arch::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
 /// What every connection shares.
 pub struct ServerContext {
     pub policy: Policy,
     pub trusted: TrustedCas,
     pub store: Store,
-    pub grants: SharedGrants,
-    pub upstream: UpstreamAuthority,
+    /// Reads of the grants tables (writes go through `store`).
+    pub grants: GrantsReader,
+    pub upstream: Arc<UpstreamAuthority>,
     /// Signs the task certs the `grant` login hands out.
     pub task_ca: PrivateKey,
     pub request_limiter: RateLimiter,
@@ -128,14 +64,14 @@ impl ServerContext {
         let upstream_ca = keyfile::read_private(&config.upstream_ca_key)?;
         let store = Store::open(&config.store)
             .with_context(|| format!("opening the store {}", config.store.display()))?;
-        let grants = GrantsDb::open(&config.store)
-            .with_context(|| format!("opening the grants tables in {}", config.store.display()))?;
+        let grants = GrantsReader::open(&config.store)
+            .with_context(|| format!("reading the grants tables in {}", config.store.display()))?;
         Ok(ServerContext {
             policy,
             trusted: TrustedCas::new(&ca_keys),
             store,
-            grants: SharedGrants::new(grants),
-            upstream: UpstreamAuthority::new(upstream_ca),
+            grants,
+            upstream: Arc::new(UpstreamAuthority::new(upstream_ca)),
             task_ca,
             request_limiter: RateLimiter::default(),
             live: LiveRegistry::default(),
@@ -194,10 +130,10 @@ fn ssh_config(host_keys: Vec<PrivateKey>, limits: &Limits) -> SshConfig {
         inactivity_timeout: Some(limits.idle_timeout + limits.keepalive_interval * 4),
         keepalive_interval: Some(limits.keepalive_interval),
         keepalive_max: 3,
-        window_size: WINDOW_SIZE,
-        maximum_packet_size: MAX_PACKET_SIZE,
+        window_size: crate::transport::WINDOW_SIZE,
+        maximum_packet_size: crate::transport::MAX_PACKET_SIZE,
         nodelay: true,
-        preferred: preferred_algorithms(),
+        preferred: crate::transport::preferred_algorithms(),
         ..Default::default()
     }
 }

@@ -1,58 +1,87 @@
 //! The live sessions of this server, so a revocation made by another
 //! process reaches the sessions it covers.
 //!
-//! Invariant: the registry holds no session alive (weak references), and a
-//! revocation seen here ends every registered session its selector covers.
+//! Invariant: the registry holds no session alive (weak references), and
+//! every revocation reaches every session it covers: those registered when
+//! the watch applies it, and those that register later but were admitted
+//! before they could see it (their admission transaction reports the last
+//! revocation it saw; [`LiveRegistry::register`] checks the ones applied
+//! since).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use super::live::LiveSession;
 use super::ServerContext;
 use crate::audit::{Event, SessionId};
-use crate::grants::Revocation;
+use crate::grants::{db, Revocation};
+use crate::session::LiveSession;
 
-/// How often the store is checked for new revocations; the SPEC bound is
-/// one second from `portcullis revoke` to the session's end.
+/// How often the store is checked for new revocations; the contract's
+/// bound is one second from `portcullis revoke` to the session's end.
 pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
 pub const REVOKED: &str = "the grant was revoked";
 
 #[derive(Default)]
 pub struct LiveRegistry {
-    sessions: Mutex<HashMap<SessionId, Weak<LiveSession>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<SessionId, Weak<LiveSession>>,
+    /// Revocations the watch applied since the server started (rare; a
+    /// session admitted before seeing one is checked against it).
+    applied: Vec<Revocation>,
 }
 
 impl LiveRegistry {
-    pub fn register(&self, live: &Arc<LiveSession>) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.insert(live.id(), Arc::downgrade(live));
+    /// Registers a session whose admission saw revocations up to id
+    /// `revocations_seen`; ends it at once if one applied since covers it.
+    pub fn register(&self, live: &Arc<LiveSession>, revocations_seen: i64) {
+        let Ok(mut inner) = self.inner.lock() else {
+            live.terminate(REVOKED);
+            return;
+        };
+        inner.sessions.insert(live.id(), Arc::downgrade(live));
+        let facts = live.cert_facts();
+        let missed = inner
+            .applied
+            .iter()
+            .any(|r| r.id > revocations_seen && r.selector.covers(&facts, r.at_us));
+        if missed {
+            live.terminate(REVOKED);
         }
     }
 
     pub fn unregister(&self, id: SessionId) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.remove(&id);
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.sessions.remove(&id);
         }
     }
 
     /// Live sessions of `identity` on this server.
     pub fn count_identity(&self, identity: &str) -> usize {
-        match self.sessions.lock() {
-            Ok(sessions) => sessions
+        match self.inner.lock() {
+            Ok(inner) => inner
+                .sessions
                 .values()
                 .filter_map(Weak::upgrade)
-                .filter(|s| s.authorized.identity() == identity)
+                .filter(|s| s.identity() == identity)
                 .count(),
             Err(_) => 0,
         }
     }
 
     /// Ends the sessions `revocation` covers; returns their ids.
-    fn apply(&self, revocation: &Revocation) -> Vec<i64> {
-        let live: Vec<Arc<LiveSession>> = match self.sessions.lock() {
-            Ok(sessions) => sessions.values().filter_map(Weak::upgrade).collect(),
+    fn apply(&self, revocation: Revocation) -> Vec<i64> {
+        let live: Vec<Arc<LiveSession>> = match self.inner.lock() {
+            Ok(mut inner) => {
+                let live = inner.sessions.values().filter_map(Weak::upgrade).collect();
+                inner.applied.push(revocation.clone());
+                live
+            }
             Err(_) => Vec::new(),
         };
         let mut ended = Vec::new();
@@ -72,7 +101,7 @@ impl LiveRegistry {
 /// Watches the grants tables for revocations (from any process) for as long
 /// as the server runs.
 pub async fn watch_revocations(ctx: Arc<ServerContext>) {
-    let mut last = match ctx.grants.run(|db| db.last_revocation_id()).await {
+    let mut last = match ctx.grants.run(db::last_revocation_id).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations; watching from the start");
@@ -82,7 +111,11 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
     loop {
         tokio::time::sleep(REVOCATION_POLL).await;
         let after = last;
-        let fresh = match ctx.grants.run(move |db| db.revocations_after(after)).await {
+        let fresh = match ctx
+            .grants
+            .run(move |conn| db::revocations_after(conn, after))
+            .await
+        {
             Ok(fresh) => fresh,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read revocations");
@@ -91,13 +124,12 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
         };
         for revocation in fresh {
             last = last.max(revocation.id);
-            let ended = ctx.live.apply(&revocation);
-            tracing::info!(revocation = %revocation.selector, sessions = ?ended, "revocation applied");
-            let event = Event::GrantRevoked {
-                revocation_id: revocation.id,
-                selector: revocation.selector.to_string(),
-                by: revocation.by.clone(),
-                reason: revocation.reason.clone(),
+            let id = revocation.id;
+            let selector = revocation.selector.to_string();
+            let ended = ctx.live.apply(revocation);
+            tracing::info!(revocation = %selector, sessions = ?ended, "revocation applied");
+            let event = Event::RevocationApplied {
+                revocation_id: id,
                 sessions_ended: ended,
             };
             if let Err(e) = ctx.store.record(None, None, event).await {

@@ -1,14 +1,15 @@
-//! The operator's side of grants: the pending queue, approve, deny, revoke.
-//! These run as separate processes against the same store as the server;
+//! The operator's side of grants: the pending queue, approve, deny,
+//! revoke, reinstate. These run as separate processes against the same
+//! store as the server, each write one transaction with its chained event;
 //! the server sees their effect within its poll interval.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use rusqlite::Connection;
 
-use super::{GrantsDb, RequestRecord, RevokeSelector};
-use crate::replay::time::rfc3339_seconds;
+use super::{db, GrantError, RequestRecord, RevokeSelector};
+use crate::audit::{Abort, DirectWriter};
 
 /// Who is acting, for the record: the login that ran the command.
 pub fn operator() -> String {
@@ -17,53 +18,28 @@ pub fn operator() -> String {
         .unwrap_or_else(|_| "operator".to_string())
 }
 
-fn open(store: &Path) -> anyhow::Result<GrantsDb> {
-    GrantsDb::open(store)
-        .with_context(|| format!("opening the grants tables in {}", store.display()))
+fn writer(store: &Path) -> anyhow::Result<DirectWriter> {
+    DirectWriter::open(store).with_context(|| format!("opening the store {}", store.display()))
 }
 
-pub fn list_requests(
-    store: &Path,
-    all: bool,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let requests = open(store)?.requests(!all)?;
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &requests)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    if requests.is_empty() {
-        writeln!(out, "no {}requests", if all { "" } else { "pending " })?;
-    }
-    for r in &requests {
-        writeln!(out, "{}", request_line(r))?;
-    }
-    Ok(())
+/// The refusal as the operator reads it.
+fn said<T>(result: Result<T, Abort<GrantError>>) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn request_line(r: &RequestRecord) -> String {
-    let line = format!(
-        "{id:>5}  {at}  {status:<8} {identity} role={role} ttl={ttl}s targets={targets:?} exec={exec:?} open={open:?} task={task} reason={reason}",
-        id = r.id,
-        at = rfc3339_seconds(r.created_at_us),
-        status = r.status.to_string(),
-        identity = r.identity,
-        role = r.role,
-        ttl = r.scope.ttl_secs,
-        targets = r.scope.targets,
-        exec = r.scope.exec,
-        open = r.scope.open,
-        task = r.task.as_deref().unwrap_or("-"),
-        reason = r.reason.as_deref().unwrap_or("-"),
-    );
-    crate::replay::sanitize(&line)
+/// Requests (pending ones unless `all`); none when there is no store yet.
+pub fn requests(store: &Path, all: bool) -> anyhow::Result<Vec<RequestRecord>> {
+    if !store.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening the store {}", store.display()))?;
+    Ok(db::requests(&conn, !all)?)
 }
 
 pub fn decide(store: &Path, id: i64, approve: bool, reason: Option<&str>) -> anyhow::Result<()> {
     let by = operator();
-    open(store)?.decide(id, approve, &by, reason)?;
+    said(writer(store)?.transact(|txn| db::decide(txn, id, approve, &by, reason)))?;
     let verb = if approve { "approved" } else { "denied" };
     eprintln!("portcullis: request {id} {verb} by {by}");
     Ok(())
@@ -71,9 +47,21 @@ pub fn decide(store: &Path, id: i64, approve: bool, reason: Option<&str>) -> any
 
 pub fn revoke(store: &Path, selector: RevokeSelector, reason: Option<&str>) -> anyhow::Result<()> {
     let by = operator();
-    let id = open(store)?.revoke(&selector, &by, reason)?;
+    let id = said(writer(store)?.transact(|txn| db::revoke(txn, &selector, &by, reason)))?;
     eprintln!(
         "portcullis: revoked {selector} (revocation {id}); live sessions using it end within a second"
     );
+    if let RevokeSelector::Identity(identity) = &selector {
+        eprintln!(
+            "portcullis: identity {identity} is suspended: no new grants or sessions until `portcullis reinstate {identity}`"
+        );
+    }
+    Ok(())
+}
+
+pub fn reinstate(store: &Path, identity: &str) -> anyhow::Result<()> {
+    let by = operator();
+    said(writer(store)?.transact(|txn| db::reinstate(txn, identity, &by)))?;
+    eprintln!("portcullis: identity {identity} reinstated by {by}");
     Ok(())
 }

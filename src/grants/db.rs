@@ -1,74 +1,19 @@
-//! The grants tables: requests, issued grants, single-use claims and
-//! revocations, in the same SQLite file as the audit store.
+//! The grants tables: SQL for requests, issued grants, single-use claims,
+//! revocations and suspensions (their schema is the store's, `audit`).
 //!
-//! Invariant: every state change is one SQL statement or one transaction,
-//! so two processes (the server and an operator's CLI) can work on the same
-//! file at once, and a single-use claim is won by exactly one session.
+//! Invariant: every write here runs inside an `audit::Txn` and chains the
+//! event that says what happened in the same transaction, so a grant-state
+//! change and its record commit together or not at all. Reads take any
+//! connection and never write.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{
-    GrantsError, IssuedGrant, NewRequest, RequestRecord, RequestStatus, Revocation, RevokeSelector,
-};
-use crate::clock;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS grant_requests (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_at_us   INTEGER NOT NULL,
-    identity        TEXT NOT NULL,
-    role            TEXT NOT NULL,
-    task            TEXT,
-    reason          TEXT,
-    scope           TEXT NOT NULL,
-    pubkey          TEXT NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'issued')),
-    decided_by      TEXT,
-    decided_at_us   INTEGER,
-    decision_reason TEXT,
-    serial          INTEGER
-);
-CREATE INDEX IF NOT EXISTS grant_requests_status ON grant_requests(status);
-CREATE TABLE IF NOT EXISTS grants (
-    serial        INTEGER PRIMARY KEY,  -- the u64 serial's bit pattern
-    request_id    INTEGER,
-    identity      TEXT NOT NULL,
-    role          TEXT NOT NULL,
-    task          TEXT,
-    reason        TEXT,
-    scope         TEXT NOT NULL,
-    valid_after   INTEGER NOT NULL,
-    valid_before  INTEGER NOT NULL,
-    approver      TEXT NOT NULL,
-    issued_at_us  INTEGER NOT NULL,
-    cert          TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS grants_identity ON grants(identity);
-CREATE TABLE IF NOT EXISTS cert_uses (
-    ca_fingerprint TEXT NOT NULL,
-    serial         INTEGER NOT NULL,
-    state          TEXT NOT NULL CHECK (state IN ('in_use', 'consumed')),
-    claimed_at_us  INTEGER NOT NULL,
-    PRIMARY KEY (ca_fingerprint, serial)
-);
-CREATE TABLE IF NOT EXISTS revocations (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    at_us  INTEGER NOT NULL,
-    kind   TEXT NOT NULL CHECK (kind IN ('serial', 'identity', 'task')),
-    value  TEXT NOT NULL,
-    by     TEXT NOT NULL,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS revocations_value ON revocations(kind, value);
-";
-
-/// One connection to the grants tables.
-pub struct GrantsDb {
-    conn: Connection,
-}
+use super::{GrantError, GrantScope, NewRequest, RequestRecord, RequestStatus};
+use super::{Revocation, RevokeSelector};
+use crate::audit::{Abort, Event, SessionId, Txn};
 
 /// What identifies a presented certificate for revocation and single use.
 #[derive(Debug, Clone)]
@@ -77,92 +22,133 @@ pub struct CertFacts {
     pub serial: u64,
     pub key_id: String,
     pub task: Option<String>,
-    /// Unix seconds; identity and task revocations cover certs issued
-    /// (valid from) at or before the revocation.
+    /// Unix seconds; identity and task revocations cover certs valid from
+    /// at or before the revocation.
     pub valid_after: u64,
+    /// The cert's own fingerprint: what single use keys on.
+    pub fingerprint: String,
+    /// The fingerprint of the key it certifies.
+    pub key_fingerprint: String,
 }
 
-impl GrantsDb {
-    pub fn open(path: &Path) -> Result<GrantsDb, GrantsError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(GrantsDb { conn })
-    }
+/// Why the grant state refuses a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertState {
+    #[error("certificate {fingerprint} was revoked ({selector}) by {by}")]
+    Revoked {
+        fingerprint: String,
+        selector: String,
+        by: String,
+    },
+    #[error("identity {0:?} is suspended")]
+    Suspended(String),
+    #[error("certificate {0} is a single-session grant that was already used")]
+    Spent(String),
+}
 
-    pub fn create_request(&self, request: &NewRequest) -> Result<i64, GrantsError> {
-        self.conn.execute(
+/// A grant as the grants table keeps it.
+#[derive(Debug, Clone)]
+pub struct IssuedGrant {
+    pub serial: u64,
+    pub request_id: Option<i64>,
+    pub identity: String,
+    pub role: String,
+    pub task: Option<String>,
+    pub reason: Option<String>,
+    pub scope: GrantScope,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    /// `auto`, or the operator who approved it.
+    pub approver: String,
+    pub cert: String,
+}
+
+type Op<T> = Result<T, Abort<GrantError>>;
+
+fn refused<T>(e: GrantError) -> Op<T> {
+    Err(Abort::Refused(e))
+}
+
+fn sql<T>(e: rusqlite::Error) -> Abort<T> {
+    Abort::from(e)
+}
+
+/// Records a new request (and `grant.requested`); refused for a suspended
+/// identity.
+pub fn create_request(txn: &mut Txn<'_>, request: &NewRequest, client_addr: &str) -> Op<i64> {
+    if is_suspended(txn.conn(), &request.identity).map_err(sql)? {
+        return refused(GrantError::Suspended(request.identity.clone()));
+    }
+    let scope = serde_json::to_string(&request.scope).map_err(|e| Abort::Refused(e.into()))?;
+    txn.conn()
+        .execute(
             "INSERT INTO grant_requests (created_at_us, identity, role, task, reason, scope, pubkey, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
             params![
-                clock::now_us(),
+                txn.at_us(),
                 request.identity,
                 request.role,
                 request.task,
                 request.reason,
-                serde_json::to_string(&request.scope)?,
+                scope,
                 request.pubkey,
             ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
+        )
+        .map_err(sql)?;
+    let id = txn.conn().last_insert_rowid();
+    let s = &request.scope;
+    let event = Event::GrantRequested {
+        request_id: id,
+        identity: request.identity.clone(),
+        role: request.role.clone(),
+        task: request.task.clone(),
+        reason: request.reason.clone(),
+        targets: s.targets.clone(),
+        exec: s.exec.clone(),
+        open: s.open.clone(),
+        ttl_secs: s.ttl_secs,
+        client_addr: client_addr.to_owned(),
+    };
+    txn.record(None, None, &event)?;
+    Ok(id)
+}
 
-    pub fn request(&self, id: i64) -> Result<Option<RequestRecord>, GrantsError> {
-        let sql = format!("{REQUEST_COLUMNS} WHERE id = ?1");
-        self.conn
-            .query_row(&sql, [id], request_from_row)
-            .optional()?
-            .transpose()
-    }
-
-    pub fn requests(&self, only_pending: bool) -> Result<Vec<RequestRecord>, GrantsError> {
-        let filter = if only_pending {
-            " WHERE status = 'pending'"
-        } else {
-            ""
-        };
-        let sql = format!("{REQUEST_COLUMNS}{filter} ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], request_from_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row??);
-        }
-        Ok(out)
-    }
-
-    /// Approves or denies a pending request; refuses any other state.
-    pub fn decide(
-        &self,
-        id: i64,
-        approve: bool,
-        by: &str,
-        reason: Option<&str>,
-    ) -> Result<(), GrantsError> {
-        let status = if approve { "approved" } else { "denied" };
-        let changed = self.conn.execute(
+/// Approves or denies a pending request (and chains `grant.decided`).
+pub fn decide(txn: &mut Txn<'_>, id: i64, approve: bool, by: &str, reason: Option<&str>) -> Op<()> {
+    let status = if approve { "approved" } else { "denied" };
+    let changed = txn
+        .conn()
+        .execute(
             "UPDATE grant_requests SET status = ?1, decided_by = ?2, decided_at_us = ?3, decision_reason = ?4
              WHERE id = ?5 AND status = 'pending'",
-            params![status, by, clock::now_us(), reason, id],
-        )?;
-        if changed == 1 {
-            return Ok(());
-        }
-        match self.request(id)? {
-            None => Err(GrantsError::NoSuchRequest(id)),
-            Some(r) => Err(GrantsError::NotPending {
+            params![status, by, txn.at_us(), reason, id],
+        )
+        .map_err(sql)?;
+    if changed != 1 {
+        return match request(txn.conn(), id).map_err(Abort::Refused)? {
+            None => refused(GrantError::NoSuchRequest(id)),
+            Some(r) => refused(GrantError::NotPending {
                 id,
                 status: r.status,
             }),
-        }
+        };
     }
+    let event = Event::GrantDecided {
+        request_id: id,
+        approved: approve,
+        by: by.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    txn.record(None, None, &event)?;
+    Ok(())
+}
 
-    /// Stores an issued grant, and marks its request issued.
-    pub fn record_grant(&self, grant: &IssuedGrant) -> Result<(), GrantsError> {
-        let tx = self.conn.unchecked_transaction()?;
-        tx.execute(
+/// Stores an issued grant and marks its request issued (one cert per
+/// request, even when two sessions deliver it at once).
+pub(super) fn record_grant(txn: &mut Txn<'_>, grant: &IssuedGrant) -> Op<()> {
+    let scope = serde_json::to_string(&grant.scope).map_err(|e| Abort::Refused(e.into()))?;
+    txn.conn()
+        .execute(
             "INSERT INTO grants (serial, request_id, identity, role, task, reason, scope, valid_after,
                                  valid_before, approver, issued_at_us, cert)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -173,119 +159,247 @@ impl GrantsDb {
                 grant.role,
                 grant.task,
                 grant.reason,
-                serde_json::to_string(&grant.scope)?,
+                scope,
                 grant.valid_after as i64,
                 grant.valid_before as i64,
                 grant.approver,
-                clock::now_us(),
+                txn.at_us(),
                 grant.cert,
             ],
-        )?;
-        if let Some(id) = grant.request_id {
-            // One cert per request, even when two sessions deliver it at once.
-            let changed = tx.execute(
+        )
+        .map_err(sql)?;
+    if let Some(id) = grant.request_id {
+        let changed = txn
+            .conn()
+            .execute(
                 "UPDATE grant_requests SET status = 'issued', serial = ?1
                  WHERE id = ?2 AND status IN ('pending', 'approved')",
                 params![grant.serial as i64, id],
-            )?;
-            if changed != 1 {
-                return Err(GrantsError::AlreadyIssued(id));
+            )
+            .map_err(sql)?;
+        if changed != 1 {
+            return refused(GrantError::AlreadyIssued(id));
+        }
+    }
+    Ok(())
+}
+
+/// Records a revocation (and `grant.revoked`); revoking an identity also
+/// suspends it. Returns the revocation's id.
+pub fn revoke(
+    txn: &mut Txn<'_>,
+    selector: &RevokeSelector,
+    by: &str,
+    reason: Option<&str>,
+) -> Op<i64> {
+    if *selector == RevokeSelector::Serial(0) {
+        return refused(GrantError::SerialZero);
+    }
+    let (kind, value) = selector.kind_and_value();
+    txn.conn()
+        .execute(
+            "INSERT INTO revocations (at_us, kind, value, by, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![txn.at_us(), kind, value, by, reason],
+        )
+        .map_err(sql)?;
+    let id = txn.conn().last_insert_rowid();
+    let event = Event::GrantRevoked {
+        revocation_id: id,
+        selector: selector.to_string(),
+        by: by.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    txn.record(None, None, &event)?;
+    if let RevokeSelector::Identity(identity) = selector {
+        if !is_suspended(txn.conn(), identity).map_err(sql)? {
+            suspend(txn, identity, by, reason)?;
+        }
+    }
+    Ok(id)
+}
+
+fn suspend(txn: &mut Txn<'_>, identity: &str, by: &str, reason: Option<&str>) -> Op<()> {
+    txn.conn()
+        .execute(
+            "INSERT INTO suspensions (identity, at_us, by, reason) VALUES (?1, ?2, ?3, ?4)",
+            params![identity, txn.at_us(), by, reason],
+        )
+        .map_err(sql)?;
+    let event = Event::IdentitySuspended {
+        identity: identity.to_owned(),
+        by: by.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    txn.record(None, None, &event)?;
+    Ok(())
+}
+
+/// Lifts an identity's suspension (and chains `identity.reinstated`).
+pub fn reinstate(txn: &mut Txn<'_>, identity: &str, by: &str) -> Op<()> {
+    let changed = txn
+        .conn()
+        .execute(
+            "UPDATE suspensions SET lifted_at_us = ?1, lifted_by = ?2
+             WHERE identity = ?3 AND lifted_at_us IS NULL",
+            params![txn.at_us(), by, identity],
+        )
+        .map_err(sql)?;
+    if changed == 0 {
+        return refused(GrantError::NotSuspended(identity.to_owned()));
+    }
+    let event = Event::IdentityReinstated {
+        identity: identity.to_owned(),
+        by: by.to_owned(),
+    };
+    txn.record(None, None, &event)?;
+    Ok(())
+}
+
+/// Whether `identity` is suspended now.
+pub fn is_suspended(conn: &Connection, identity: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM suspensions WHERE identity = ?1 AND lifted_at_us IS NULL)",
+        [identity],
+        |row| row.get(0),
+    )
+}
+
+/// Whether the grant state lets `cert` in now (`Ok(Err(_))`: it does
+/// not); `single_use`: whether its first session spends it.
+pub fn cert_state(
+    conn: &Connection,
+    cert: &CertFacts,
+    single_use: bool,
+) -> rusqlite::Result<Result<(), CertState>> {
+    if let Some(revocation) = revocation_of(conn, cert)? {
+        return Ok(Err(CertState::Revoked {
+            fingerprint: cert.fingerprint.clone(),
+            selector: revocation.selector.to_string(),
+            by: revocation.by,
+        }));
+    }
+    if is_suspended(conn, &cert.key_id)? {
+        return Ok(Err(CertState::Suspended(cert.key_id.clone())));
+    }
+    if single_use && claim_taken(conn, cert)? {
+        return Ok(Err(CertState::Spent(cert.fingerprint.clone())));
+    }
+    Ok(Ok(()))
+}
+
+/// Claims the single use of `cert` for `session` (call in the transaction
+/// that checked [`cert_state`]).
+pub fn claim(txn: &mut Txn<'_>, cert: &CertFacts, session: SessionId) -> rusqlite::Result<()> {
+    txn.conn().execute(
+        "INSERT INTO cert_claims (cert_fingerprint, session_id, state, claimed_at_us)
+         VALUES (?1, ?2, 'in_use', ?3)",
+        params![cert.fingerprint, session.0, txn.at_us()],
+    )?;
+    Ok(())
+}
+
+fn claim_taken(conn: &Connection, cert: &CertFacts) -> rusqlite::Result<bool> {
+    // Claims made before fingerprints (schema 2) name (CA, serial); serial
+    // 0 names no one cert, so those never count.
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM cert_claims WHERE cert_fingerprint = ?1)
+             OR EXISTS (SELECT 1 FROM cert_uses WHERE ca_fingerprint = ?2 AND serial = ?3 AND serial != 0)",
+        params![cert.fingerprint, cert.ca_fingerprint, cert.serial as i64],
+        |row| row.get(0),
+    )
+}
+
+/// The revocation that covers `cert`, if any: SQL finds the candidates,
+/// [`RevokeSelector::covers`] (the one rule) decides.
+pub fn revocation_of(conn: &Connection, cert: &CertFacts) -> rusqlite::Result<Option<Revocation>> {
+    let sql = format!(
+        "{REVOCATION_COLUMNS} WHERE (kind = 'serial' AND value = ?1)
+           OR (kind = 'identity' AND value = ?2)
+           OR (kind = 'task' AND value = ?3)
+           OR (kind = 'fingerprint' AND value IN (?4, ?5))
+         ORDER BY id"
+    );
+    let task = cert.task.as_deref().unwrap_or("\u{0}no task");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            cert.serial.to_string(),
+            cert.key_id,
+            task,
+            cert.fingerprint,
+            cert.key_fingerprint
+        ],
+        revocation_from_row,
+    )?;
+    for row in rows {
+        if let Ok(revocation) = row? {
+            if revocation.selector.covers(cert, revocation.at_us) {
+                return Ok(Some(revocation));
             }
         }
-        tx.commit()?;
-        Ok(())
     }
+    Ok(None)
+}
 
-    /// The cert issued for a request, if any.
-    pub fn cert_for_request(&self, id: i64) -> Result<Option<(String, u64)>, GrantsError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT cert, valid_before FROM grants WHERE request_id = ?1",
-                [id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
-            )
-            .optional()?)
-    }
+pub fn request(conn: &Connection, id: i64) -> Result<Option<RequestRecord>, GrantError> {
+    let sql = format!("{REQUEST_COLUMNS} WHERE id = ?1");
+    conn.query_row(&sql, [id], request_from_row)
+        .optional()?
+        .transpose()
+}
 
-    /// Claims the single use of a cert: true for exactly one caller, ever.
-    pub fn claim_single_use(&self, ca_fingerprint: &str, serial: u64) -> Result<bool, GrantsError> {
-        let inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO cert_uses (ca_fingerprint, serial, state, claimed_at_us)
-             VALUES (?1, ?2, 'in_use', ?3)",
-            params![ca_fingerprint, serial as i64, clock::now_us()],
-        )?;
-        Ok(inserted == 1)
+pub fn requests(conn: &Connection, only_pending: bool) -> Result<Vec<RequestRecord>, GrantError> {
+    let filter = if only_pending {
+        " WHERE status = 'pending'"
+    } else {
+        ""
+    };
+    let sql = format!("{REQUEST_COLUMNS}{filter} ORDER BY id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], request_from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
     }
+    Ok(out)
+}
 
-    pub fn consume_single_use(&self, ca_fingerprint: &str, serial: u64) -> Result<(), GrantsError> {
-        self.conn.execute(
-            "UPDATE cert_uses SET state = 'consumed' WHERE ca_fingerprint = ?1 AND serial = ?2",
-            params![ca_fingerprint, serial as i64],
-        )?;
-        Ok(())
-    }
+/// The cert issued for a request and its `valid_before`, if any.
+pub fn cert_for_request(conn: &Connection, id: i64) -> Result<Option<(String, u64)>, GrantError> {
+    Ok(conn
+        .query_row(
+            "SELECT cert, valid_before FROM grants WHERE request_id = ?1",
+            [id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+        )
+        .optional()?)
+}
 
-    pub fn revoke(
-        &self,
-        selector: &RevokeSelector,
-        by: &str,
-        reason: Option<&str>,
-    ) -> Result<i64, GrantsError> {
-        let (kind, value) = selector.kind_and_value();
-        self.conn.execute(
-            "INSERT INTO revocations (at_us, kind, value, by, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![clock::now_us(), kind, value, by, reason],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+/// Revocations newer than `after` (an id), oldest first.
+pub fn revocations_after(conn: &Connection, after: i64) -> Result<Vec<Revocation>, GrantError> {
+    let sql = format!("{REVOCATION_COLUMNS} WHERE id > ?1 ORDER BY id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([after], revocation_from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
     }
+    Ok(out)
+}
 
-    /// The revocation that covers `cert`, if any.
-    pub fn revocation_of(&self, cert: &CertFacts) -> Result<Option<Revocation>, GrantsError> {
-        let issued_us = (cert.valid_after as i64).saturating_mul(1_000_000);
-        let sql = format!(
-            "{REVOCATION_COLUMNS} WHERE (kind = 'serial' AND value = ?1)
-               OR (kind = 'identity' AND value = ?2 AND at_us >= ?4)
-               OR (kind = 'task' AND value = ?3 AND at_us >= ?4)
-             ORDER BY id LIMIT 1"
-        );
-        let task = cert.task.as_deref().unwrap_or("\u{0}no task");
-        self.conn
-            .query_row(
-                &sql,
-                params![cert.serial.to_string(), cert.key_id, task, issued_us],
-                revocation_from_row,
-            )
-            .optional()?
-            .transpose()
-    }
-
-    /// Revocations newer than `after` (an id), oldest first.
-    pub fn revocations_after(&self, after: i64) -> Result<Vec<Revocation>, GrantsError> {
-        let sql = format!("{REVOCATION_COLUMNS} WHERE id > ?1 ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([after], revocation_from_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row??);
-        }
-        Ok(out)
-    }
-
-    pub fn last_revocation_id(&self) -> Result<i64, GrantsError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM revocations", [], |r| {
-                r.get(0)
-            })?)
-    }
+pub fn last_revocation_id(conn: &Connection) -> Result<i64, GrantError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM revocations", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 const REQUEST_COLUMNS: &str =
     "SELECT id, created_at_us, identity, role, task, reason, scope, pubkey, status,
     decided_by, decided_at_us, decision_reason, serial FROM grant_requests";
 
-type RowResult<T> = rusqlite::Result<Result<T, GrantsError>>;
+type RowResult<T> = rusqlite::Result<Result<T, GrantError>>;
 
 fn request_from_row(row: &rusqlite::Row<'_>) -> RowResult<RequestRecord> {
     let scope: String = row.get(6)?;
@@ -301,7 +415,7 @@ fn request_from_row(row: &rusqlite::Row<'_>) -> RowResult<RequestRecord> {
             reason: row.get(5)?,
             scope: serde_json::from_str(&scope)?,
             pubkey: row.get(7)?,
-            status: RequestStatus::parse(&status).ok_or(GrantsError::Corrupt("request status"))?,
+            status: RequestStatus::parse(&status).ok_or(GrantError::Corrupt("request status"))?,
             decided_by: row.get(9)?,
             decided_at_us: row.get(10)?,
             decision_reason: row.get(11)?,
@@ -320,39 +434,43 @@ fn revocation_from_row(row: &rusqlite::Row<'_>) -> RowResult<Revocation> {
             id: row.get(0)?,
             at_us: row.get(1)?,
             selector: RevokeSelector::from_kind(&kind, value)
-                .ok_or(GrantsError::Corrupt("revocation kind"))?,
+                .ok_or(GrantError::Corrupt("revocation kind"))?,
             by: row.get(4)?,
             reason: row.get(5)?,
         })
     })())
 }
 
-/// The server's handle on the grants tables: one connection behind a
-/// mutex, used off the async runtime.
+/// A read-only connection to the grants tables, for the server's polling
+/// and for questions asked off the async runtime.
 #[derive(Clone)]
-pub struct SharedGrants {
-    db: std::sync::Arc<std::sync::Mutex<GrantsDb>>,
+pub struct GrantsReader {
+    conn: Arc<Mutex<Connection>>,
 }
 
-impl SharedGrants {
-    pub fn new(db: GrantsDb) -> Self {
-        SharedGrants {
-            db: std::sync::Arc::new(std::sync::Mutex::new(db)),
-        }
+impl GrantsReader {
+    /// Opens the store read-only; it must exist (the writer made it).
+    pub fn open(path: &Path) -> Result<GrantsReader, GrantError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(GrantsReader {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Runs `f` on a blocking thread with the connection.
-    pub async fn run<R, F>(&self, f: F) -> Result<R, GrantsError>
+    pub async fn run<R, F>(&self, f: F) -> Result<R, GrantError>
     where
         R: Send + 'static,
-        F: FnOnce(&GrantsDb) -> Result<R, GrantsError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, GrantError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = db.lock().map_err(|_| GrantsError::Corrupt("lock"))?;
+            let guard = conn.lock().map_err(|_| GrantError::Corrupt("lock"))?;
             f(&guard)
         })
         .await
-        .map_err(|_| GrantsError::Corrupt("worker"))?
+        .map_err(|_| GrantError::Corrupt("worker"))?
     }
 }

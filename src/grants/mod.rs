@@ -1,22 +1,29 @@
-//! Just-in-time grants: the self-service request flow over ssh, approval,
-//! the record of every issued cert, single-use claims and revocation.
+//! Just-in-time grants: requests, the one path that issues task certs,
+//! approvals, single-use claims, revocations and suspensions, kept in the
+//! store beside the audit log.
 //!
-//! Invariant: a grant never exceeds the role it is requested under (the
-//! requester may only narrow it), and every issued cert is in the grants
-//! table before it is handed out.
+//! Invariant: a grant never exceeds the role it is issued under (a request
+//! may only narrow it), every issued cert is in the grants table and its
+//! `grant.issued` event is chained in the same transaction before the cert
+//! is handed out, and nothing is issued to a suspended identity. Every
+//! write goes through an `audit::Txn`: the server's one writer, or the
+//! operator's CLI under SQLite's write lock.
 
 pub mod admin;
 pub mod db;
+pub mod issue;
 pub mod ratelimit;
 pub mod request;
-pub mod service;
 
 use serde::{Deserialize, Serialize};
 
-pub use db::{CertFacts, GrantsDb, SharedGrants};
+pub use db::{CertFacts, CertState, GrantsReader};
+pub use issue::{issue, order_for, IssueOrder, Issued};
 
+/// Why a grant operation did not happen; Display is one line for the
+/// requester's terminal, the operator and the audit row.
 #[derive(Debug, thiserror::Error)]
-pub enum GrantsError {
+pub enum GrantError {
     #[error("grants store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("grants store: {0}")]
@@ -29,14 +36,42 @@ pub enum GrantsError {
     AlreadyIssued(i64),
     #[error("request {id} is {status}, not pending")]
     NotPending { id: i64, status: RequestStatus },
+    #[error("identity {0:?} is suspended; an operator lifts it with `portcullis reinstate {0}`")]
+    Suspended(String),
+    #[error("identity {0:?} is not suspended")]
+    NotSuspended(String),
+    #[error("identity {0:?} is not in the policy")]
+    UnknownIdentity(String),
+    #[error("role {0:?} is not in the policy")]
+    UnknownRole(String),
+    #[error("role {role:?} is not one identity {identity:?} holds")]
+    RoleNotHeld { identity: String, role: String },
+    #[error("the task key must not be an identity key: generate a fresh key per task")]
+    IdentityKeyAsTaskKey,
+    #[error(
+        "serial 0 is what `ssh-keygen -s` gives every cert signed without -z, so it names no one cert: revoke by --fingerprint"
+    )]
+    SerialZero,
+    #[error("signing the certificate failed: {0}")]
+    Sign(String),
+    #[error(transparent)]
+    Narrow(#[from] request::RequestError),
 }
 
 /// What a grant allows: the role's scope, possibly narrowed by the request.
+/// Fields added after the first version default to nothing, so a request
+/// stored before them issues no more than it asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantScope {
     pub targets: Vec<String>,
     pub exec: Vec<String>,
     pub open: Vec<String>,
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub sftp: Vec<String>,
+    #[serde(default)]
+    pub capture: bool,
     pub pty: bool,
     pub ttl_secs: u64,
 }
@@ -101,23 +136,6 @@ pub struct RequestRecord {
     pub serial: Option<u64>,
 }
 
-/// A cert as the grants table keeps it.
-#[derive(Debug, Clone)]
-pub struct IssuedGrant {
-    pub serial: u64,
-    pub request_id: Option<i64>,
-    pub identity: String,
-    pub role: String,
-    pub task: Option<String>,
-    pub reason: Option<String>,
-    pub scope: GrantScope,
-    pub valid_after: u64,
-    pub valid_before: u64,
-    /// `auto`, or the operator who approved it.
-    pub approver: String,
-    pub cert: String,
-}
-
 /// What `portcullis revoke` names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "by", content = "value", rename_all = "lowercase")]
@@ -125,6 +143,8 @@ pub enum RevokeSelector {
     Serial(u64),
     Identity(String),
     Task(String),
+    /// A cert's own fingerprint, or its key's (every cert of that key).
+    Fingerprint(String),
 }
 
 impl RevokeSelector {
@@ -133,6 +153,7 @@ impl RevokeSelector {
             RevokeSelector::Serial(s) => ("serial", s.to_string()),
             RevokeSelector::Identity(i) => ("identity", i.clone()),
             RevokeSelector::Task(t) => ("task", t.clone()),
+            RevokeSelector::Fingerprint(f) => ("fingerprint", f.clone()),
         }
     }
 
@@ -141,17 +162,24 @@ impl RevokeSelector {
             "serial" => value.parse().ok().map(RevokeSelector::Serial),
             "identity" => Some(RevokeSelector::Identity(value)),
             "task" => Some(RevokeSelector::Task(value)),
+            "fingerprint" => Some(RevokeSelector::Fingerprint(value)),
             _ => None,
         }
     }
 
-    /// Whether a cert falls under this revocation made at `at_us`.
+    /// Whether a cert falls under this revocation made at `at_us`: the one
+    /// rule, used at admission and by the server's watch alike. Identity
+    /// and task revocations cover the certs valid from before them.
     pub fn covers(&self, cert: &CertFacts, at_us: i64) -> bool {
-        let issued_before = (cert.valid_after as i64).saturating_mul(1_000_000) <= at_us;
+        let issued_before = i64::try_from(cert.valid_after)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000)
+            <= at_us;
         match self {
             RevokeSelector::Serial(s) => *s == cert.serial,
             RevokeSelector::Identity(i) => *i == cert.key_id && issued_before,
             RevokeSelector::Task(t) => cert.task.as_ref() == Some(t) && issued_before,
+            RevokeSelector::Fingerprint(f) => *f == cert.fingerprint || *f == cert.key_fingerprint,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use super::GrantScope;
-use crate::policy::{self, CommandPattern, Role};
+use crate::policy::{self, CommandLine, CommandPattern, Role};
 
 /// Longest wait for a manual approval a requester may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -77,6 +77,12 @@ pub enum RequestError {
     BadPattern { pattern: String, reason: String },
     #[error("forward {open:?} is not within role {role}")]
     Open { open: String, role: String },
+    #[error("{what} {value:?} is not within role {role} as the policy stands now")]
+    Outside {
+        what: String,
+        value: String,
+        role: String,
+    },
 }
 
 /// Splits and parses what the client sent as its command.
@@ -96,7 +102,8 @@ fn first_line(text: &str) -> String {
     line.trim_start_matches("error: ").to_string()
 }
 
-/// The scope of a request within `role`.
+/// The scope of a request within `role`: the role's whole scope, with
+/// targets, commands and forwards narrowed where the request names them.
 pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestError> {
     let ttl = policy::parse_duration(&args.ttl).map_err(|e| RequestError::Ttl(e.to_string()))?;
     if ttl > role.max_ttl {
@@ -106,9 +113,8 @@ pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestErro
             role: role.name.clone(),
         });
     }
-    let targets = if args.targets.is_empty() {
-        role.targets.clone()
-    } else {
+    let mut scope = GrantScope::of_role(role, ttl.as_secs());
+    if !args.targets.is_empty() {
         for target in &args.targets {
             if !role.targets.contains(target) {
                 return Err(RequestError::Target {
@@ -117,37 +123,15 @@ pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestErro
                 });
             }
         }
-        args.targets.clone()
-    };
-    let role_exec = role.exec.to_strings();
-    let exec = if args.exec.is_empty() {
-        role_exec
-    } else {
+        scope.targets = args.targets.clone();
+    }
+    if !args.exec.is_empty() {
         for pattern in &args.exec {
-            // A pattern no cert can carry would only yield a cert that
-            // every login refuses.
-            if let Err(error) = CommandPattern::parse(pattern) {
-                return Err(RequestError::BadPattern {
-                    pattern: pattern.clone(),
-                    reason: error.to_string(),
-                });
-            }
-            // Sound without pattern algebra: a role pattern verbatim, or a
-            // literal command some role pattern already allows.
-            let within = role_exec.contains(pattern)
-                || (!pattern.contains('*') && role.exec.matches_any(pattern));
-            if !within {
-                return Err(RequestError::Exec {
-                    pattern: pattern.clone(),
-                    role: role.name.clone(),
-                });
-            }
+            check_exec_within(role, pattern)?;
         }
-        args.exec.clone()
-    };
-    let open = if args.open.is_empty() {
-        role.open.clone()
-    } else {
+        scope.exec = args.exec.clone();
+    }
+    if !args.open.is_empty() {
         for open in &args.open {
             if !role.open.contains(open) {
                 return Err(RequestError::Open {
@@ -156,15 +140,75 @@ pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestErro
                 });
             }
         }
-        args.open.clone()
+        scope.open = args.open.clone();
+    }
+    Ok(scope)
+}
+
+/// Whether `scope` lies within `role` as the policy stands now: a stored
+/// request is checked again when it is delivered, since the policy may
+/// have narrowed since it was made.
+pub fn check_within(role: &Role, scope: &GrantScope) -> Result<(), RequestError> {
+    let outside = |what: &str, value: &str| RequestError::Outside {
+        what: what.to_owned(),
+        value: value.to_owned(),
+        role: role.name.clone(),
     };
-    Ok(GrantScope {
-        targets,
-        exec,
-        open,
-        pty: role.pty,
-        ttl_secs: ttl.as_secs(),
-    })
+    if std::time::Duration::from_secs(scope.ttl_secs) > role.max_ttl {
+        return Err(outside("ttl", &format!("{}s", scope.ttl_secs)));
+    }
+    if let Some(t) = scope.targets.iter().find(|t| !role.targets.contains(t)) {
+        return Err(outside("target", t));
+    }
+    for pattern in &scope.exec {
+        check_exec_within(role, pattern)?;
+    }
+    if let Some(o) = scope.open.iter().find(|o| !role.open.contains(o)) {
+        return Err(outside("forward", o));
+    }
+    let listen: Vec<String> = role.channels.listen.iter().map(|l| l.to_string()).collect();
+    if let Some(l) = scope.listen.iter().find(|l| !listen.contains(l)) {
+        return Err(outside("listener", l));
+    }
+    let sftp = role
+        .channels
+        .sftp
+        .as_ref()
+        .map(|paths| paths.to_strings())
+        .unwrap_or_default();
+    if let Some(p) = scope.sftp.iter().find(|p| !sftp.contains(p)) {
+        return Err(outside("sftp path", p));
+    }
+    if scope.pty && !role.pty {
+        return Err(outside("terminal", "pty"));
+    }
+    if role.channels.capture && !scope.capture {
+        return Err(outside("capture", "off"));
+    }
+    Ok(())
+}
+
+/// Sound without pattern algebra: a pattern is within the role when it is
+/// one of the role's patterns verbatim, or a literal command (no `*`, no
+/// `...`) one of them allows.
+fn check_exec_within(role: &Role, pattern: &str) -> Result<(), RequestError> {
+    // A pattern no cert can carry would only yield a cert that every login
+    // refuses.
+    let parsed = CommandPattern::parse(pattern).map_err(|error| RequestError::BadPattern {
+        pattern: pattern.to_owned(),
+        reason: error.to_string(),
+    })?;
+    let verbatim = role.exec.iter().any(|p| p.as_str() == pattern);
+    let literal_allowed = parsed.is_literal()
+        && CommandLine::parse(pattern).is_ok_and(|line| role.exec.matches_any(&line));
+    if verbatim || literal_allowed {
+        Ok(())
+    } else {
+        Err(RequestError::Exec {
+            pattern: pattern.to_owned(),
+            role: role.name.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +238,7 @@ mod tests {
                 Ok(exec) => exec,
                 Err(error) => panic!("{error}"),
             },
-            open: Vec::new(),
+            open: Default::default(),
             pty: false,
             max_ttl: Duration::from_secs(600),
             approval: policy::Approval::Manual,

@@ -2,32 +2,123 @@
 //!
 //! Invariant: a ceiling only ever contains what some role grants, and only
 //! roles that the identity holds, that list the target, and whose `max_ttl`
-//! covers the certificate's whole lifetime count. A certificate can narrow
-//! the ceiling, never widen it; the caller intersects the two.
+//! covers the certificate's whole lifetime count. Which roles those are is
+//! fixed by the role the certificate speaks for ([`RoleClaim`]): a named
+//! role alone, or else the identity's `approval = "auto"` roles only, so a
+//! manual-approval role is never reached by a certificate that does not
+//! name it. The fields are private and [`Policy::ceiling`] is the only
+//! maker: holding a `Ceiling` proves the policy was asked.
 
 use std::time::Duration;
 
 use crate::policy::duration::format_duration;
+use crate::policy::open::{ListenAddress, OpenPatternSet};
+use crate::policy::paths::PathScope;
 use crate::policy::pattern::PatternSet;
-use crate::policy::{ChannelGrants, Policy, Role, Target};
+use crate::policy::{Approval, Policy, Role, Target};
 
-/// What a session of `identity` on `target` may do at most.
+/// The role a certificate speaks for, as its `role@portcullis` extension
+/// says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleClaim<'a> {
+    /// The cert names this role: it alone is the ceiling.
+    Named(&'a str),
+    /// The cert names none: the identity's auto-approved roles are.
+    Unnamed,
+}
+
+/// What a session of one identity on one target may do at most.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ceiling {
-    pub target: Target,
-    /// The roles that granted this ceiling, in the identity's order.
-    pub roles: Vec<String>,
-    /// Union of those roles' exec patterns.
-    pub exec: PatternSet,
-    /// Union of those roles' forward patterns.
-    pub open: Vec<String>,
-    /// Any of those roles allows an interactive shell.
-    pub pty: bool,
-    /// Any of those roles ends the grant with its first session; the
-    /// stricter reading wins.
-    pub single_session: bool,
-    /// Union of those roles' sftp paths and listeners; capture if any asks.
-    pub channels: ChannelGrants,
+    target: Target,
+    roles: Vec<String>,
+    named: bool,
+    exec: PatternSet,
+    open: OpenPatternSet,
+    listen: Vec<ListenAddress>,
+    sftp: Option<PathScope>,
+    pty: bool,
+    capture: bool,
+    single_session: bool,
+}
+
+impl Ceiling {
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    /// The roles that make up this ceiling, in the identity's order.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+    /// The role the certificate named, when it named one.
+    pub fn named_role(&self) -> Option<&str> {
+        self.named.then(|| self.roles.first().map(String::as_str))?
+    }
+    /// Union of the roles' exec patterns.
+    pub fn exec(&self) -> &PatternSet {
+        &self.exec
+    }
+    /// Union of the roles' forward patterns.
+    pub fn open(&self) -> &OpenPatternSet {
+        &self.open
+    }
+    /// Union of the roles' remote-forward listeners.
+    pub fn listen(&self) -> &[ListenAddress] {
+        &self.listen
+    }
+    /// Union of the sftp paths of the roles that grant sftp; `None` when
+    /// none does.
+    pub fn sftp(&self) -> Option<&PathScope> {
+        self.sftp.as_ref()
+    }
+    /// Some role allows a terminal.
+    pub fn pty(&self) -> bool {
+        self.pty
+    }
+    /// Some role records forward and sftp payload (recording more is the
+    /// stricter reading).
+    pub fn capture(&self) -> bool {
+        self.capture
+    }
+    /// Some role ends the grant with its first session (the stricter
+    /// reading wins).
+    pub fn single_session(&self) -> bool {
+        self.single_session
+    }
+
+    fn empty(target: &Target, named: bool) -> Ceiling {
+        Ceiling {
+            target: target.clone(),
+            roles: Vec::new(),
+            named,
+            exec: PatternSet::new(),
+            open: OpenPatternSet::default(),
+            listen: Vec::new(),
+            sftp: None,
+            pty: false,
+            capture: false,
+            single_session: false,
+        }
+    }
+
+    fn add(&mut self, role: &Role) {
+        self.roles.push(role.name.clone());
+        self.exec.extend(&role.exec);
+        self.open.extend(&role.open);
+        for listen in &role.channels.listen {
+            if !self.listen.contains(listen) {
+                self.listen.push(*listen);
+            }
+        }
+        if let Some(paths) = &role.channels.sftp {
+            self.sftp
+                .get_or_insert_with(PathScope::default)
+                .extend(paths);
+        }
+        self.pty |= role.pty;
+        self.capture |= role.channels.capture;
+        self.single_session |= role.single_session;
+    }
 }
 
 /// Why the policy gives a certificate no ceiling at all. Display is one line
@@ -40,6 +131,15 @@ pub enum CeilingRefusal {
     UnknownTarget(String),
     #[error("identity {identity:?} holds no role that reaches target {target:?}")]
     NoRoleForTarget { identity: String, target: String },
+    #[error("the certificate names role {role:?}, which identity {identity:?} does not hold")]
+    RoleNotHeld { identity: String, role: String },
+    #[error("the certificate names role {role:?}, which does not reach target {target:?}")]
+    RoleNotForTarget { role: String, target: String },
+    #[error(
+        "identity {identity:?} reaches target {target:?} only through manual-approval roles; \
+         a certificate for one must name it (role@portcullis)"
+    )]
+    OnlyManualRoles { identity: String, target: String },
     #[error(
         "certificate lifetime {} exceeds max_ttl {} of {}",
         format_duration(*lifetime),
@@ -48,9 +148,9 @@ pub enum CeilingRefusal {
     )]
     LifetimeExceedsMaxTtl {
         lifetime: Duration,
-        /// The largest max_ttl among the roles that reach the target.
+        /// The largest max_ttl among the candidate roles.
         max_ttl: Duration,
-        /// The roles that have that largest max_ttl.
+        /// The candidate roles that have that largest max_ttl.
         roles: Vec<String>,
     },
 }
@@ -64,12 +164,14 @@ fn role_list(roles: &[String]) -> String {
 
 impl Policy {
     /// The ceiling for a certificate with key id `identity`, logging in to
-    /// `target`, valid for `cert_lifetime` (valid_before − valid_after).
+    /// `target`, valid for `cert_lifetime` (valid_before − valid_after),
+    /// speaking for `claim`.
     pub fn ceiling(
         &self,
         identity: &str,
         target: &str,
         cert_lifetime: Duration,
+        claim: RoleClaim<'_>,
     ) -> Result<Ceiling, CeilingRefusal> {
         let holder = self
             .identities
@@ -88,44 +190,65 @@ impl Policy {
             .filter_map(|name| self.roles.get(name))
             .filter(|role| role.targets.iter().any(|t| t == target))
             .collect();
-        let Some(largest) = reaching.iter().map(|role| role.max_ttl).max() else {
-            return Err(CeilingRefusal::NoRoleForTarget {
-                identity: identity.to_owned(),
-                target: target.to_owned(),
-            });
+        let candidates: Vec<&Role> = match claim {
+            RoleClaim::Named(name) => {
+                if !holder.roles.iter().any(|r| r == name) || !self.roles.contains_key(name) {
+                    return Err(CeilingRefusal::RoleNotHeld {
+                        identity: identity.to_owned(),
+                        role: name.to_owned(),
+                    });
+                }
+                let named: Vec<&Role> = reaching.into_iter().filter(|r| r.name == name).collect();
+                if named.is_empty() {
+                    return Err(CeilingRefusal::RoleNotForTarget {
+                        role: name.to_owned(),
+                        target: target.to_owned(),
+                    });
+                }
+                named
+            }
+            RoleClaim::Unnamed => {
+                if reaching.is_empty() {
+                    return Err(CeilingRefusal::NoRoleForTarget {
+                        identity: identity.to_owned(),
+                        target: target.to_owned(),
+                    });
+                }
+                let auto: Vec<&Role> = reaching
+                    .into_iter()
+                    .filter(|r| r.approval == Approval::Auto)
+                    .collect();
+                if auto.is_empty() {
+                    return Err(CeilingRefusal::OnlyManualRoles {
+                        identity: identity.to_owned(),
+                        target: target.to_owned(),
+                    });
+                }
+                auto
+            }
         };
+        let largest = candidates
+            .iter()
+            .map(|role| role.max_ttl)
+            .max()
+            .unwrap_or_default();
         if cert_lifetime > largest {
             return Err(CeilingRefusal::LifetimeExceedsMaxTtl {
                 lifetime: cert_lifetime,
                 max_ttl: largest,
-                roles: reaching
+                roles: candidates
                     .iter()
                     .filter(|role| role.max_ttl == largest)
                     .map(|role| role.name.clone())
                     .collect(),
             });
         }
-
-        let mut ceiling = Ceiling {
-            target: target_entry.clone(),
-            roles: Vec::new(),
-            exec: PatternSet::new(),
-            open: Vec::new(),
-            pty: false,
-            single_session: false,
-            channels: ChannelGrants::default(),
-        };
-        for role in reaching.into_iter().filter(|r| r.max_ttl >= cert_lifetime) {
-            ceiling.roles.push(role.name.clone());
-            ceiling.exec.extend(&role.exec);
-            for pattern in &role.open {
-                if !ceiling.open.contains(pattern) {
-                    ceiling.open.push(pattern.clone());
-                }
-            }
-            ceiling.pty |= role.pty;
-            ceiling.single_session |= role.single_session;
-            ceiling.channels.extend(&role.channels);
+        let mut ceiling = Ceiling::empty(target_entry, matches!(claim, RoleClaim::Named(_)));
+        for role in candidates
+            .into_iter()
+            .filter(|r| r.max_ttl >= cert_lifetime)
+        {
+            ceiling.add(role);
         }
         Ok(ceiling)
     }

@@ -9,11 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
+use russh::keys::HashAlg;
 use toml::Spanned;
 
 use crate::policy::duration::parse_duration;
 use crate::policy::load::Problems;
-use crate::policy::open::{ListenAddress, OpenPattern};
+use crate::policy::open::{ListenAddress, OpenPattern, OpenPatternSet};
 use crate::policy::paths::{PathPattern, PathScope};
 use crate::policy::pattern::{CommandPattern, PatternSet};
 use crate::policy::raw::{IdentitiesFile, Name, RawRole, RawTarget, RolesFile, TargetsFile};
@@ -52,11 +53,16 @@ fn check_target(name: &str, raw: RawTarget, dir: &Path, problems: &mut Problems<
     if let Err(message) = check_name(raw.user.get_ref()) {
         problems.at(raw.user.span(), about(format!("user: {message}")));
     }
-    if let Some(host_key) = &raw.host_key {
-        if let Err(message) = check_public_key(host_key.get_ref()) {
-            problems.at(host_key.span(), about(format!("host_key {message}")));
-        }
-    }
+    let host_key =
+        raw.host_key
+            .as_ref()
+            .and_then(|host_key| match check_public_key(host_key.get_ref()) {
+                Ok(key) => Some(key),
+                Err(message) => {
+                    problems.at(host_key.span(), about(format!("host_key {message}")));
+                    None
+                }
+            });
     let auth = match (
         raw.auth.as_ref().map(|a| a.get_ref().as_str()),
         &raw.key_file,
@@ -97,7 +103,7 @@ fn check_target(name: &str, raw: RawTarget, dir: &Path, problems: &mut Problems<
         name: name.to_owned(),
         address: raw.address.into_inner(),
         user: raw.user.into_inner(),
-        host_key: raw.host_key.map(|key| key.into_inner().trim().to_owned()),
+        host_key,
         auth,
     }
 }
@@ -149,12 +155,12 @@ fn check_role(
             Err(error) => problems.at(pattern.span(), about(format!("exec: {error}"))),
         }
     }
-    let mut open = Vec::new();
-    for pattern in raw.open {
-        if let Err(message) = OpenPattern::parse(pattern.get_ref()) {
-            problems.at(pattern.span(), about(message));
+    let mut open = OpenPatternSet::default();
+    for pattern in &raw.open {
+        match OpenPattern::parse(pattern.get_ref()) {
+            Ok(parsed) => open.push(parsed),
+            Err(message) => problems.at(pattern.span(), about(message)),
         }
-        open.push(pattern.into_inner());
     }
     let max_ttl = parse_duration(raw.max_ttl.get_ref()).unwrap_or_else(|error| {
         let message = format!("max_ttl {:?}: {error}", raw.max_ttl.get_ref());
@@ -232,18 +238,21 @@ pub(crate) fn check_identities(
         let mut keys = Vec::new();
         for key in raw_identity.keys {
             match check_public_key(key.get_ref()) {
-                Ok(id) => match key_holders.get(&id) {
-                    Some(holder) if holder != name.get_ref() => {
-                        let message = format!("key is already held by identity {holder:?}");
-                        problems.at(key.span(), about(message));
+                Ok(parsed) => {
+                    let id = parsed.fingerprint(HashAlg::Sha256).to_string();
+                    match key_holders.get(&id) {
+                        Some(holder) if holder != name.get_ref() => {
+                            let message = format!("key is already held by identity {holder:?}");
+                            problems.at(key.span(), about(message));
+                        }
+                        _ => {
+                            key_holders.insert(id, name.get_ref().clone());
+                        }
                     }
-                    _ => {
-                        key_holders.insert(id, name.get_ref().clone());
-                    }
-                },
+                    keys.push(parsed);
+                }
                 Err(message) => problems.at(key.span(), about(format!("key {message}"))),
             }
-            keys.push(key.into_inner().trim().to_owned());
         }
         let mut roles = Vec::new();
         for role in raw_identity.roles {

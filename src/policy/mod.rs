@@ -10,6 +10,7 @@
 
 mod ceiling;
 mod check;
+mod command;
 mod duration;
 mod load;
 mod open;
@@ -26,13 +27,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use ceiling::{Ceiling, CeilingRefusal};
+use russh::keys::PublicKey;
+
+pub use ceiling::{Ceiling, CeilingRefusal, RoleClaim};
+pub use command::{CommandLine, CommandRefusal};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use load::{PolicyError, PolicyErrors};
 pub use open::{ListenAddress, OpenPattern, OpenPatternSet};
 pub use paths::{normalize, PathError, PathPattern, PathScope};
-pub use pattern::{is_shell_syntax, CommandPattern, PatternError, PatternSet};
-pub(crate) use syntax::is_host_char;
+pub use pattern::{CommandPattern, PatternError, PatternSet};
+pub(crate) use syntax::{check_name, is_host_char};
 
 /// The target name reserved for the bastion's own request flow
 /// (`ssh grant@bastion request ...`); no target may take it.
@@ -54,9 +58,9 @@ pub struct Target {
     pub address: String,
     /// The login used on the target.
     pub user: String,
-    /// The pinned host key as an OpenSSH public key line. `None` loads, but
-    /// the connecting code refuses a target without a pinned key.
-    pub host_key: Option<String>,
+    /// The pinned host key. `None` loads, but the connecting code refuses
+    /// a target without a pinned key.
+    pub host_key: Option<PublicKey>,
     pub auth: UpstreamAuth,
 }
 
@@ -75,8 +79,8 @@ pub struct Role {
     pub name: String,
     pub targets: Vec<String>,
     pub exec: PatternSet,
-    /// `host:port` patterns for forwards, each checked by [`OpenPattern::parse`].
-    pub open: Vec<String>,
+    /// `host:port` patterns for forwards.
+    pub open: OpenPatternSet,
     pub pty: bool,
     /// The longest certificate lifetime this role accepts.
     pub max_ttl: Duration,
@@ -99,24 +103,6 @@ pub struct ChannelGrants {
     pub capture: bool,
 }
 
-impl ChannelGrants {
-    /// The union: sftp paths and listeners add up; capture is on if any
-    /// role asks (recording more is the stricter reading).
-    pub fn extend(&mut self, other: &ChannelGrants) {
-        if let Some(theirs) = &other.sftp {
-            self.sftp
-                .get_or_insert_with(PathScope::default)
-                .extend(theirs);
-        }
-        for listen in &other.listen {
-            if !self.listen.contains(listen) {
-                self.listen.push(*listen);
-            }
-        }
-        self.capture |= other.capture;
-    }
-}
-
 /// Whether a request for a role is signed at once or waits for an operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Approval {
@@ -130,7 +116,24 @@ pub enum Approval {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
-    /// OpenSSH public key lines; these keys may only request grants.
-    pub keys: Vec<String>,
+    /// The identity's own keys; they may only request grants.
+    pub keys: Vec<PublicKey>,
     pub roles: Vec<String>,
+}
+
+impl Identity {
+    /// Whether `key` is one of this identity's keys (comments aside).
+    pub fn holds_key(&self, key: &PublicKey) -> bool {
+        self.keys.iter().any(|k| k.key_data() == key.key_data())
+    }
+}
+
+impl Policy {
+    /// The identity whose listed key is `key`, if any (a key belongs to one
+    /// identity at most: `load` checks it).
+    pub fn identity_for_key(&self, key: &PublicKey) -> Option<&Identity> {
+        self.identities
+            .values()
+            .find(|identity| identity.holds_key(key))
+    }
 }

@@ -112,19 +112,39 @@ pub struct OpenPatternSet {
 
 impl OpenPatternSet {
     pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<OpenPatternSet, String> {
-        let patterns = patterns
-            .iter()
-            .map(|p| OpenPattern::parse(p.as_ref()))
-            .collect::<Result<_, _>>()?;
-        Ok(OpenPatternSet { patterns })
+        let mut set = OpenPatternSet::default();
+        for pattern in patterns {
+            set.push(OpenPattern::parse(pattern.as_ref())?);
+        }
+        Ok(set)
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
-    pub fn extend(&mut self, other: OpenPatternSet) {
-        self.patterns.extend(other.patterns);
+    /// Adds a pattern unless the same text is already present.
+    pub fn push(&mut self, pattern: OpenPattern) {
+        if !self.patterns.iter().any(|p| p.source == pattern.source) {
+            self.patterns.push(pattern);
+        }
+    }
+
+    /// The union with `other`.
+    pub fn extend(&mut self, other: &OpenPatternSet) {
+        for pattern in &other.patterns {
+            self.push(pattern.clone());
+        }
+    }
+
+    /// Whether `pattern` is one of these, as written.
+    pub fn contains(&self, pattern: &str) -> bool {
+        self.patterns.iter().any(|p| p.source == pattern)
+    }
+
+    /// The patterns as written, e.g. for an `open@portcullis` JSON array.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.patterns.iter().map(|p| p.source.clone()).collect()
     }
 
     pub fn matches_any(&self, host: &str, port: u16) -> bool {

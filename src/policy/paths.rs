@@ -75,6 +75,16 @@ impl PathScope {
         &self.patterns
     }
 
+    /// True when no path at all is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The patterns as written, e.g. for an `sftp@portcullis` JSON array.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.patterns.iter().map(|p| p.source.clone()).collect()
+    }
+
     pub fn extend(&mut self, other: &PathScope) {
         for p in &other.patterns {
             if !self.patterns.contains(p) {

@@ -1,33 +1,45 @@
-//! Command patterns: which command strings a role or a certificate may run.
+//! Command patterns: which commands a role or a certificate may run.
 //!
-//! Invariant: a `*` never stands for shell syntax. Whatever a `*` matched
-//! contains none of `; & | $ \` ( ) < >`, newline, carriage return,
-//! backslash, quotes or any other control character, so a pattern like
-//! `systemctl status *` cannot be stretched into a second command. Only the
-//! lone pattern `*` (unrestricted) and the operator's own literal text may
-//! carry those characters.
+//! A pattern is a list of words, read by the same rules as a command
+//! ([`CommandLine`]): a word matches one command word. A word without `*`
+//! (or wholly single-quoted) must equal it; in an unquoted word each `*`
+//! matches any run of characters within that one word; a final unquoted
+//! `...` matches any number of further words. The lone pattern `*` allows
+//! any command at all, shell syntax included.
+//!
+//! Invariant: apart from the lone `*`, a pattern only ever judges a
+//! [`CommandLine`], whose words are exactly what the target's shell passes
+//! on, so a star can never stand for a second command, a redirection or an
+//! expansion. A star word with a `/` never matches a word with a `..`
+//! component, so `/var/log/nginx/*` cannot climb out of its directory.
+//! Matching is iterative: for a given pattern its time grows linearly with
+//! the command's length.
 
 use std::fmt;
 
-/// Why a pattern string was rejected.
+use crate::policy::command::{split_words, CommandLine, CommandRefusal, Stars, Word};
+use crate::policy::star::star_matches;
+
+/// The unquoted last word that matches any number of further words.
+const ELLIPSIS: &str = "...";
+
+/// Why a pattern string was rejected; one line, the pattern quoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
-    /// An empty pattern could only ever match the empty command, which is
-    /// never what an operator means.
-    #[error("command pattern is empty")]
-    Empty,
+    /// It could only match the empty command, never what an operator means.
+    #[error("command pattern {0:?} is empty")]
+    Empty(String),
+    /// Shell syntax that no command this pattern judges can carry.
+    #[error("command pattern {pattern:?} {}", .problem.detail())]
+    Syntax {
+        pattern: String,
+        problem: CommandRefusal,
+    },
+    #[error("command pattern {0:?} has \"...\" before its last word")]
+    EllipsisNotLast(String),
 }
 
-/// True for every character a `*` refuses to match: shell syntax and
-/// control characters (U+0000..U+001F, U+007F).
-pub fn is_shell_syntax(c: char) -> bool {
-    matches!(
-        c,
-        ';' | '&' | '|' | '$' | '`' | '(' | ')' | '<' | '>' | '\\' | '\'' | '"'
-    ) || c.is_ascii_control()
-}
-
-/// One parsed command pattern; matched against the whole command string.
+/// One parsed command pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandPattern {
     source: String,
@@ -38,50 +50,50 @@ pub struct CommandPattern {
 enum Shape {
     /// The lone `*`: any command at all.
     Any,
-    /// No `*`: the command must equal this text.
-    Exact(String),
-    /// `prefix*middle[0]*...*middle[n-1]*suffix`. Runs of stars are
-    /// collapsed, so no middle piece is empty.
-    Glob {
-        prefix: String,
-        middle: Vec<String>,
-        suffix: String,
-    },
+    /// One pattern word per command word; with `more`, any further words.
+    Words { words: Vec<PatternWord>, more: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatternWord {
+    /// Must equal the command word.
+    Literal(String),
+    /// Has an unquoted `*`; `path`: it also has a `/`, so the command word
+    /// may not have a `..` component.
+    Glob { glob: String, path: bool },
 }
 
 impl CommandPattern {
     /// Parse a pattern as written in the policy or in `exec@portcullis`.
     pub fn parse(source: &str) -> Result<CommandPattern, PatternError> {
-        if source.is_empty() {
-            return Err(PatternError::Empty);
+        if source == "*" {
+            return Ok(CommandPattern {
+                source: source.to_owned(),
+                shape: Shape::Any,
+            });
         }
-        let shape = if source == "*" {
-            Shape::Any
-        } else if !source.contains('*') {
-            Shape::Exact(source.to_owned())
-        } else {
-            let mut pieces: Vec<&str> = source.split('*').collect();
-            // split on a string containing '*' yields at least two pieces.
-            let suffix = pieces.pop().unwrap_or_default().to_owned();
-            let prefix = if pieces.is_empty() {
-                String::new()
-            } else {
-                pieces.remove(0).to_owned()
-            };
-            let middle = pieces
-                .into_iter()
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect();
-            Shape::Glob {
-                prefix,
-                middle,
-                suffix,
+        let words = split_words(source, Stars::Allowed).map_err(|problem| match problem {
+            CommandRefusal::Empty => PatternError::Empty(source.to_owned()),
+            problem => PatternError::Syntax {
+                pattern: source.to_owned(),
+                problem,
+            },
+        })?;
+        let mut words = words.as_slice();
+        let more = match words.split_last() {
+            Some((last, rest)) if is_ellipsis(last) => {
+                words = rest;
+                true
             }
+            _ => false,
         };
+        if words.iter().any(is_ellipsis) {
+            return Err(PatternError::EllipsisNotLast(source.to_owned()));
+        }
+        let words = words.iter().map(PatternWord::new).collect();
         Ok(CommandPattern {
             source: source.to_owned(),
-            shape,
+            shape: Shape::Words { words, more },
         })
     }
 
@@ -95,17 +107,33 @@ impl CommandPattern {
         self.shape == Shape::Any
     }
 
-    /// Does `command`, as a whole, match this pattern?
-    pub fn matches(&self, command: &str) -> bool {
+    /// True when the pattern matches exactly one list of words: no star
+    /// word and no final `...` (the lone `*` is not literal).
+    pub fn is_literal(&self) -> bool {
         match &self.shape {
-            Shape::Any => true,
-            Shape::Exact(text) => command == text,
-            Shape::Glob {
-                prefix,
-                middle,
-                suffix,
-            } => glob_matches(prefix, middle, suffix, command),
+            Shape::Any => false,
+            Shape::Words { words, more } => {
+                !more && words.iter().all(|w| matches!(w, PatternWord::Literal(_)))
+            }
         }
+    }
+
+    /// Does the command match? The lone `*` matches every command; callers
+    /// that hold an unparseable command ask [`Self::is_unrestricted`].
+    pub fn matches(&self, command: &CommandLine) -> bool {
+        let (words, more) = match &self.shape {
+            Shape::Any => return true,
+            Shape::Words { words, more } => (words, *more),
+        };
+        let command = command.words();
+        let counts_fit = if more {
+            command.len() >= words.len()
+        } else {
+            command.len() == words.len()
+        };
+        // zip stops at the pattern's last word; further command words are
+        // the ones `...` took.
+        counts_fit && words.iter().zip(command).all(|(p, w)| p.matches(w))
     }
 }
 
@@ -115,48 +143,30 @@ impl fmt::Display for CommandPattern {
     }
 }
 
-/// Linear-time matching of `prefix*m0*m1*...*suffix` where every star
-/// matches a run free of shell syntax.
-///
-/// The prefix and suffix are anchored. Each middle piece is then taken at
-/// its leftmost occurrence; this is safe (never misses a match) because:
-/// suppose some valid placement puts piece `L` at `q` while the leftmost
-/// occurrence after the current position is `p < q`. Moving `L` to `p`
-/// shortens the gap before it (a prefix of a clean gap is clean) and
-/// lengthens the gap after it by the text between `p+|L|` and `q+|L|`.
-/// If the two occurrences do not overlap, that text is part of the old gap
-/// before `q` plus a copy of `L`; the old gap contained the occurrence at
-/// `p`, so `L` itself is clean. If they overlap by shift `d`, `L` has period
-/// `d`, so its last `d` characters are a rotation of its first `d`, which lay
-/// in the old (clean) gap. Either way the new placement is valid, and by
-/// induction the greedy placement is valid whenever any placement is. It
-/// also means a dirty gap before the leftmost occurrence is a dirty gap for
-/// every occurrence, so failing there is final. `str::find` is linear, and
-/// successive searches scan disjoint stretches, so a 64 KiB command costs
-/// time linear in its length.
-fn glob_matches(prefix: &str, middle: &[String], suffix: &str, command: &str) -> bool {
-    let Some(rest) = command.strip_prefix(prefix) else {
-        return false;
-    };
-    // Stripping the suffix from what is left keeps prefix and suffix from
-    // overlapping.
-    let Some(mut rest) = rest.strip_suffix(suffix) else {
-        return false;
-    };
-    for piece in middle {
-        let Some(at) = rest.find(piece.as_str()) else {
-            return false;
-        };
-        if !is_clean(&rest[..at]) {
-            return false;
-        }
-        rest = &rest[at + piece.len()..];
-    }
-    is_clean(rest)
+fn is_ellipsis(word: &Word) -> bool {
+    !word.quoted && word.text == ELLIPSIS
 }
 
-fn is_clean(gap: &str) -> bool {
-    !gap.chars().any(is_shell_syntax)
+impl PatternWord {
+    fn new(word: &Word) -> PatternWord {
+        if word.quoted || !word.text.contains('*') {
+            return PatternWord::Literal(word.text.clone());
+        }
+        PatternWord::Glob {
+            glob: word.text.clone(),
+            path: word.text.contains('/'),
+        }
+    }
+
+    fn matches(&self, word: &str) -> bool {
+        match self {
+            PatternWord::Literal(text) => text == word,
+            PatternWord::Glob { glob, path } => {
+                star_matches(glob.as_bytes(), word.as_bytes(), |a, b| a == b)
+                    && !(*path && word.split('/').any(|part| part == ".."))
+            }
+        }
+    }
 }
 
 /// The exec patterns of a role, a ceiling or a certificate.
@@ -197,8 +207,8 @@ impl PatternSet {
         }
     }
 
-    /// Does any pattern match the whole command?
-    pub fn matches_any(&self, command: &str) -> bool {
+    /// Does any pattern match the command?
+    pub fn matches_any(&self, command: &CommandLine) -> bool {
         self.patterns.iter().any(|p| p.matches(command))
     }
 

@@ -6,6 +6,8 @@
 
 use std::net::Ipv6Addr;
 
+use russh::keys::PublicKey;
+
 /// Public key algorithms accepted for identity keys and pinned host keys.
 /// Certificate types are absent on purpose: a pin or an identity is a key.
 const KEY_ALGORITHMS: [&str; 7] = [
@@ -57,9 +59,9 @@ pub(crate) fn check_address(address: &str) -> Result<(), String> {
     }
 }
 
-/// Check that `line` is `algorithm base64 [comment]` for a known algorithm;
-/// returns `algorithm base64`, the part that identifies the key.
-pub(crate) fn check_public_key(line: &str) -> Result<String, String> {
+/// Parses `line` as `algorithm base64 [comment]` for a known algorithm:
+/// the key, parsed once here so later code never meets a bad one.
+pub(crate) fn check_public_key(line: &str) -> Result<PublicKey, String> {
     let mut words = line.split_whitespace();
     let (Some(algorithm), Some(blob)) = (words.next(), words.next()) else {
         return Err(
@@ -77,7 +79,8 @@ pub(crate) fn check_public_key(line: &str) -> Result<String, String> {
     if !base64 || blob.len() < 16 || blob.len() % 4 != 0 {
         return Err("has a key blob that is not base64".to_owned());
     }
-    Ok(format!("{algorithm} {blob}"))
+    PublicKey::from_openssh(&format!("{algorithm} {blob}"))
+        .map_err(|e| format!("is not a valid {algorithm} key ({e})"))
 }
 
 pub(crate) enum Host<'a> {

@@ -1,11 +1,11 @@
-//! direct-tcpip channels (`ssh -L`, `ssh -W`, `ssh -J`): decide, record,
+//! direct-tcpip channels (`ssh -L`, `ssh -W`, `ssh -J`): decide and record,
 //! connect from the bastion, splice.
 //!
 //! Invariant: the bastion opens a TCP connection only for a
-//! [`Recorded<ForwardDecision>`], so `forward.opened` (destination asked
-//! for, the resolved address, the originator) is committed before the
-//! connect, and it connects to exactly the recorded address. The client's
-//! channel is accepted only once that connection stands; every refusal is a
+//! `Recorded<ForwardDecision>`, so `forward.opened` (destination asked for,
+//! the resolved address, the originator) is committed before the connect,
+//! and it connects to exactly the recorded address. The client's channel
+//! is accepted only once that connection stands; every refusal is a
 //! channel-open failure plus a `forward.refused` row with the reason.
 
 use std::sync::Arc;
@@ -15,11 +15,10 @@ use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
 use tokio::net::TcpStream;
 
-use super::permit::{self, Recorded};
 use super::tcp;
 use crate::audit::Event;
-use crate::gateway::live::LiveSession;
-use crate::scope::ForwardDecision;
+use crate::session::scope::ForwardDecision;
+use crate::session::{LiveSession, Recorded};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,25 +39,17 @@ pub async fn run(
 ) {
     let _guard = live.hold();
     let id = channel.id();
-    let decision = match live
-        .authorized
-        .scope()
-        .authorize_forward(&request.host, request.port)
-        .await
-    {
-        Ok(decision) => decision,
-        Err(refusal) => {
-            refuse(&live, &request, id, &refusal.to_string()).await;
+    let authorized = live
+        .authorize_forward(id, &request.host, request.port, &request.originator)
+        .await;
+    let permit = match authorized {
+        Ok(permit) => permit,
+        Err(_) => {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return;
         }
-    };
-    let Ok(permit) = permit::record_forward(&live, id, decision, &request.originator).await else {
-        tracing::error!("the audit store cannot record a forward; refused");
-        reply.reject(ChannelOpenFailure::ResourceShortage).await;
-        return;
     };
     let stream = match connect(&permit).await {
         Ok(stream) => stream,
@@ -69,7 +60,7 @@ pub async fn run(
                 duration_ms: 0,
                 how: reason,
             };
-            let _ = live.record(Some(id), event).await;
+            live.record_best_effort(Some(id), event).await;
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return;
         }
@@ -85,24 +76,5 @@ async fn connect(permit: &Recorded<ForwardDecision>) -> Result<TcpStream, String
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(format!("connect to {address} failed: {e}")),
         Err(_) => Err(format!("connect to {address} timed out")),
-    }
-}
-
-async fn refuse(live: &LiveSession, request: &ForwardRequest, id: russh::ChannelId, reason: &str) {
-    tracing::info!(
-        session = %live.authorized.id(),
-        host = %request.host,
-        port = request.port,
-        reason,
-        "forward refused"
-    );
-    let event = Event::ForwardRefused {
-        host: request.host.chars().take(256).collect(),
-        port: request.port,
-        originator: request.originator.chars().take(256).collect(),
-        reason: reason.to_string(),
-    };
-    if let Err(e) = live.record(Some(id), event).await {
-        tracing::error!(error = %e, "could not record a refused forward");
     }
 }

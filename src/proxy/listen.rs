@@ -2,11 +2,12 @@
 //! at an address a role lists exactly, whose connections go back to the
 //! client as forwarded-tcpip channels.
 //!
-//! Invariant: the listener binds only for a [`Recorded<ListenDecision>`]
-//! (`listen.opened` committed first); each accepted connection is committed
-//! (`listen.accepted`) before it is offered to the client, and spliced like
-//! a forward (`forward.closed` with its counts). Listeners live exactly as
-//! long as the SSH connection that asked for them, or until cancelled.
+//! Invariant: the listener binds exactly the address of a
+//! `Recorded<ListenDecision>` (`listen.opened` committed first, naming that
+//! address); each accepted connection is committed (`listen.accepted`)
+//! before it is offered to the client, and spliced like a forward
+//! (`forward.closed` with its counts). Listeners live exactly as long as
+//! the SSH connection that asked for them, or until cancelled.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,10 +17,10 @@ use russh::server::Handle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use super::{permit, tcp};
+use super::tcp;
 use crate::audit::Event;
-use crate::gateway::live::LiveSession;
-use crate::scope::ListenDecision;
+use crate::session::scope::ListenDecision;
+use crate::session::{LiveSession, Recorded};
 
 /// The remote-forward listeners of one connection; dropping it stops them.
 #[derive(Default)]
@@ -28,28 +29,35 @@ pub struct RemoteForwards {
 }
 
 impl RemoteForwards {
-    /// Records, binds and starts serving `decision`; false when it cannot
-    /// (the client's request then fails).
+    /// Whether a listener on this address runs already.
+    pub fn has(&self, address: &str, port: u32) -> bool {
+        self.listeners
+            .keys()
+            .any(|s| u32::from(s.port()) == port && same_host(address, s))
+    }
+
+    /// Binds the recorded address and starts serving it; false when it
+    /// cannot (the client's request then fails).
     pub async fn open(
         &mut self,
         live: &Arc<LiveSession>,
-        decision: ListenDecision,
+        permit: Recorded<ListenDecision>,
         handle: Handle,
     ) -> bool {
-        let address = decision.address();
+        let address = permit.action().address();
         let socket = SocketAddr::new(address.addr, address.port);
         if self.listeners.contains_key(&socket) {
             return false;
         }
-        let Ok(permit) = permit::record_listen(live, decision).await else {
-            return false;
-        };
         let listener = match TcpListener::bind(socket).await {
             Ok(listener) => listener,
             Err(e) => {
-                let request = format!("tcpip-forward {socket}");
-                let reason = format!("cannot listen on {}: {e}", permit.action().address());
-                live.record_refused_request(None, &request, &reason).await;
+                let request = crate::session::RefusedRequest::TcpipForward {
+                    address: address.addr.to_string(),
+                    port: u32::from(address.port),
+                };
+                let reason = format!("cannot listen on {socket}: {e}");
+                live.refuse_request(None, request, &reason).await;
                 return false;
             }
         };
@@ -117,7 +125,7 @@ async fn offer(
         address: socket.to_string(),
         originator: peer.to_string(),
     };
-    if live.record(None, event).await.is_err() {
+    if live.record_or_stop(None, event).await.is_err() {
         return;
     }
     let opened = handle
@@ -137,7 +145,7 @@ async fn offer(
                 duration_ms: 0,
                 how: format!("the client did not open the forwarded channel: {e}"),
             };
-            let _ = live.record(None, event).await;
+            live.record_best_effort(None, event).await;
         }
     }
 }

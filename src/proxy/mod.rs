@@ -1,29 +1,42 @@
-//! Proxying: splicing an admitted client channel to a target channel, with
-//! a recording tap and backpressure.
+//! Proxying: splicing an admitted client channel to a target channel (or
+//! a TCP connection), with a recording tap and backpressure.
 //!
-//! Invariant: an action reaches the target only through a [`permit::Recorded`]
-//! token, which only exists once the action is committed to the store.
+//! Invariant: an action reaches the target or the network only through a
+//! `session::Recorded` permit, which only exists once the action is
+//! committed to the store; the exit status reaches the client only
+//! through a `Recorded<Exit>`.
 
 pub mod drain;
 pub mod exec;
 pub mod forward;
 pub mod listen;
 pub mod observe;
-pub mod permit;
 pub mod sftp;
 pub mod shell;
 pub mod splice;
 pub mod tcp;
-pub mod terminal;
+
+use std::sync::Arc;
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf};
 
-use crate::gateway::channel::REFUSED_EXIT_STATUS;
+use crate::session::{Exit, LiveSession, Recorded};
+use crate::upstream::Link;
 
+/// Exit status of a refused request, as a shell reports "cannot execute".
+pub const REFUSED_EXIT_STATUS: u32 = 126;
 /// Exit status when portcullis itself could not run the request (as ssh
 /// reports its own errors).
 pub const BASTION_ERROR_EXIT_STATUS: u32 = 255;
+
+/// An admitted session and its link to the target: what every proxied
+/// channel needs.
+#[derive(Clone)]
+pub struct SessionLink {
+    pub live: Arc<LiveSession>,
+    pub target: Arc<Link>,
+}
 
 /// What a client sent on a session channel before its request: stdin that
 /// must not be lost, and whether stdin is already closed (OpenSSH's
@@ -148,10 +161,36 @@ impl ClientChannel {
         let _ = self.writer.data_bytes(bytes).await;
     }
 
-    /// Exit status, EOF, close.
+    /// Exit status, EOF, close: for the bastion's own answers (the grant
+    /// login, refusals), never for a target's status (that is
+    /// [`ClientChannel::deliver_exit`]).
     pub async fn exit(&self, status: u32) {
         let _ = self.writer.exit_status(status).await;
         self.close().await;
+    }
+
+    /// Tells the client how the target's command ended: only once that is
+    /// on record.
+    pub async fn deliver_exit(&self, exit: &Recorded<Exit>) -> bool {
+        match exit.action() {
+            Exit::Status(status) => self.writer.exit_status(*status).await.is_ok(),
+            Exit::Signal {
+                signal,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => self
+                .handle
+                .exit_signal_request(
+                    self.id,
+                    signal.clone(),
+                    *core_dumped,
+                    error_message.clone(),
+                    lang_tag.clone(),
+                )
+                .await
+                .is_ok(),
+        }
     }
 
     pub async fn close(&self) {

@@ -4,10 +4,12 @@
 //!
 //! Invariant: every stdin, stdout and stderr byte is handed to the store
 //! before it is forwarded, and every resize and signal is committed before
-//! it reaches the target; the exit status is committed before the client
-//! sees it. Each direction awaits the other side's window, and the store's
-//! queue is bounded, so no stream is buffered without bound. If the store
-//! fails, the splice stops rather than forward unrecorded.
+//! it reaches the target; the exit status and exit signal reach the client
+//! only as a `Recorded<Exit>` (a status that cannot be recorded is not
+//! delivered: the client gets an error line and 255). Each direction
+//! awaits the other side's window, and the store's queue is bounded, so no
+//! stream is buffered without bound. If the store fails, the splice stops
+//! rather than forward unrecorded.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,10 +17,10 @@ use russh::client;
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use super::observe::Observer;
-use super::terminal::signal_name;
-use super::{ClientChannel, EarlyInput};
+use super::{ClientChannel, EarlyInput, SessionLink};
 use crate::audit::{Event, Stream};
-use crate::gateway::live::LiveSession;
+use crate::session::setup::WindowSize;
+use crate::session::{Exit, LiveSession};
 use crate::upstream::Upstream;
 
 /// The observer of a shell, shared by the splice's two directions.
@@ -26,11 +28,11 @@ type SharedObserver = Option<Arc<Mutex<Observer>>>;
 
 /// The session's upstream connection, or a recorded failure and one
 /// `portcullis: error:` line to the client.
-pub async fn target_or_fail(live: &LiveSession, client: &ClientChannel) -> Option<Arc<Upstream>> {
-    match live.upstream().await {
+pub async fn target_or_fail(link: &SessionLink, client: &ClientChannel) -> Option<Arc<Upstream>> {
+    match link.target.get().await {
         Ok(upstream) => Some(upstream),
         Err(e) => {
-            fail_target(live, client, e.to_string()).await;
+            fail_target(&link.live, client, e.to_string()).await;
             None
         }
     }
@@ -41,7 +43,7 @@ pub async fn fail_target(live: &LiveSession, client: &ClientChannel, reason: Str
     let event = Event::UpstreamFailed {
         reason: reason.clone(),
     };
-    let _ = live.record(Some(client.id), event).await;
+    live.record_best_effort(Some(client.id), event).await;
     client.fail(&reason).await;
 }
 
@@ -50,7 +52,7 @@ pub async fn fail_target(live: &LiveSession, client: &ClientChannel, reason: Str
 /// The splice also ends, with one line to the client, when the session
 /// must end (expiry, revocation, idle).
 pub async fn run(
-    live: &Arc<LiveSession>,
+    link: &SessionLink,
     client: &ClientChannel,
     reader: ChannelReadHalf,
     early: EarlyInput,
@@ -58,6 +60,7 @@ pub async fn run(
     observer: Option<Observer>,
     refused: &str,
 ) {
+    let live = &link.live;
     let observer: SharedObserver = observer.map(|o| Arc::new(Mutex::new(o)));
     let (target_reader, target_writer) = target.split();
     let inbound = tokio::spawn(client_to_target(
@@ -111,27 +114,27 @@ async fn client_to_target(
                 pix_width,
                 pix_height,
             } => {
-                let event = Event::PtyResize {
+                let size = WindowSize {
                     cols: col_width,
                     rows: row_height,
+                    pix_width,
+                    pix_height,
                 };
-                if live.record(Some(id), event).await.is_err() {
+                let Ok(resize) = live.record_resize(id, size).await else {
                     break;
-                }
-                observe(&observer, |o| o.resize(col_width, row_height));
+                };
+                let size = resize.action();
+                observe(&observer, |o| o.resize(size.cols, size.rows));
                 target
-                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .window_change(size.cols, size.rows, size.pix_width, size.pix_height)
                     .await
                     .is_ok()
             }
             ChannelMsg::Signal { signal } => {
-                let event = Event::Signal {
-                    signal: signal_name(&signal),
-                };
-                if live.record(Some(id), event).await.is_err() {
+                let Ok(signal) = live.record_signal(id, signal).await else {
                     break;
-                }
-                target.signal(signal).await.is_ok()
+                };
+                target.signal(signal.action().clone()).await.is_ok()
             }
             ChannelMsg::Eof => target.eof().await.is_ok(),
             ChannelMsg::Close => break,
@@ -173,12 +176,9 @@ async fn target_to_client(
                 let lines = observe(&observer, |o| o.output(&data)).unwrap_or_default();
                 let delivered = client.writer.data_bytes(data).await.is_ok();
                 for line in lines {
-                    // Best effort and not authoritative: the bytes are
-                    // recorded already, so a failure here is only logged.
+                    // Not authoritative: the bytes are recorded already.
                     let event = Event::CommandObserved { line };
-                    if let Err(e) = live.record(Some(client.id), event).await {
-                        tracing::warn!(error = %e, "could not record an observed command");
-                    }
+                    live.record_best_effort(Some(client.id), event).await;
                 }
                 delivered
             }
@@ -191,28 +191,34 @@ async fn target_to_client(
                 client.writer.extended_data_bytes(ext, data).await.is_ok()
             }
             ChannelMsg::ExitStatus { exit_status } => {
-                let event = Event::ExitStatus {
-                    status: exit_status,
-                };
-                let _ = live.record(Some(client.id), event).await;
-                client.writer.exit_status(exit_status).await.is_ok()
+                let exit = Exit::Status(exit_status);
+                match live.record_exit(client.id, exit).await {
+                    Ok(recorded) => client.deliver_exit(&recorded).await,
+                    Err(_) => {
+                        stop_unrecorded(client).await;
+                        return;
+                    }
+                }
             }
             ChannelMsg::ExitSignal {
-                signal_name: signal,
+                signal_name,
                 core_dumped,
                 error_message,
                 lang_tag,
             } => {
-                let event = Event::ExitSignal {
-                    signal: signal_name(&signal),
+                let exit = Exit::Signal {
+                    signal: signal_name,
                     core_dumped,
+                    error_message,
+                    lang_tag,
                 };
-                let _ = live.record(Some(client.id), event).await;
-                client
-                    .handle
-                    .exit_signal_request(client.id, signal, core_dumped, error_message, lang_tag)
-                    .await
-                    .is_ok()
+                match live.record_exit(client.id, exit).await {
+                    Ok(recorded) => client.deliver_exit(&recorded).await,
+                    Err(_) => {
+                        stop_unrecorded(client).await;
+                        return;
+                    }
+                }
             }
             ChannelMsg::Failure => {
                 client.fail(refused).await;
@@ -235,7 +241,7 @@ async fn target_to_client(
         // client learns that it did not complete, and why.
         let reason = format!(
             "target {} closed the channel before an exit status",
-            live.authorized.scope().target().name
+            live.scope().target().name
         );
         fail_target(live, client, reason).await;
     }

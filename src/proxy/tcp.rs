@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::drain::{Drained, CHANNEL_BUFFER};
 use crate::audit::{Event, Stream};
-use crate::gateway::live::LiveSession;
+use crate::session::LiveSession;
 
 /// Read size on the TCP side: one SSH packet's worth.
 const READ_CHUNK: usize = 32 * 1024;
@@ -41,7 +41,7 @@ pub async fn splice(live: &LiveSession, channel: Channel<Msg>, stream: TcpStream
     let (tcp_read, tcp_write) = stream.into_split();
     let (reader, writer) = channel.split();
     let mut drained = Drained::start(reader, CHANNEL_BUFFER);
-    let capture = live.authorized.scope().captures_payload();
+    let capture = live.scope().captures_payload();
     let (mut sent, mut got) = (0u64, 0u64);
 
     let how = {
@@ -74,9 +74,7 @@ pub async fn splice(live: &LiveSession, channel: Channel<Msg>, stream: TcpStream
         duration_ms,
         how,
     };
-    if let Err(e) = live.record(Some(id), event).await {
-        tracing::error!(error = %e, "could not record the end of a forward");
-    }
+    live.record_best_effort(Some(id), event).await;
 }
 
 fn describe(first: &str, then: End, other: &str) -> String {

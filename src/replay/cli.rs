@@ -11,7 +11,7 @@ use crate::audit::{Reader, SessionFilter, SessionId, StoreError, Transcript};
 
 use super::json::{write_refused_json, write_sessions_json, write_show_json, write_verify_json};
 use super::show::{write_refused, write_sessions, write_show, write_verify};
-use super::time::parse_time;
+use crate::clock::parse_time;
 
 /// Arguments of `portcullis sessions`.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -14,7 +14,7 @@ use crate::audit::{
     Entry, Event, EventRecord, SessionId, SessionRecord, Stream, Transcript, VerifyReport,
 };
 
-use super::time::rfc3339_us;
+use crate::clock::rfc3339_us;
 
 #[derive(Serialize)]
 pub(super) struct SessionJson<'a> {
@@ -26,6 +26,8 @@ pub(super) struct SessionJson<'a> {
     login: &'a str,
     cert_serial: u64,
     ca_fingerprint: &'a str,
+    cert_fingerprint: Option<&'a str>,
+    role: Option<&'a str>,
     client_addr: &'a str,
     started_at: String,
     ended_at: Option<String>,
@@ -43,6 +45,8 @@ impl<'a> SessionJson<'a> {
             login: &s.login,
             cert_serial: s.cert_serial,
             ca_fingerprint: &s.ca_fingerprint,
+            cert_fingerprint: s.cert_fingerprint.as_deref(),
+            role: s.role.as_deref(),
             client_addr: &s.client_addr,
             started_at: rfc3339_us(s.started_at_us),
             ended_at: s.ended_at_us.map(rfc3339_us),

@@ -16,7 +16,6 @@ mod observed;
 mod player;
 pub mod recording;
 mod show;
-pub mod time;
 
 #[cfg(test)]
 mod tests;

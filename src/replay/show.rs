@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use crate::audit::{Entry, Event, EventRecord, SessionRecord, Stream, Transcript, VerifyReport};
 
 use super::observed::write_observed;
-use super::time::{format_duration, rfc3339_seconds, rfc3339_us};
+use crate::clock::{format_duration, rfc3339_seconds, rfc3339_us};
 
 /// The `sessions` table: id, start, duration (or `open`), identity, task,
 /// target, end reason.

@@ -1,9 +1,11 @@
 //! The upstream side: dialing a target, pinning its host key, logging in
-//! with a per-session credential.
+//! with a per-session credential, opening channels for recorded actions.
 //!
-//! Invariant: a connection is only made for an [`AuthorizedSession`], to the
-//! address its target names, and only completes when the target proves the
-//! host key pinned in the policy.
+//! Invariant: a connection is only made for a [`LiveSession`] (an admitted
+//! session), to the address its target names, and only completes when the
+//! target proves the host key pinned in the policy. A channel is opened
+//! only for a [`Recorded`] permit, after the client's recorded terminal and
+//! environment.
 
 mod pinned;
 
@@ -11,15 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 
 use crate::cert::{keyfile, sign};
 use crate::clock;
-use crate::gateway::auth::AuthorizedSession;
 use crate::policy::UpstreamAuth;
-use crate::proxy::permit::Recorded;
-use crate::proxy::terminal::ChannelSetup;
-use crate::scope::{ExecDecision, SftpDecision, ShellDecision};
+use crate::session::scope::{ExecDecision, SftpDecision, ShellDecision};
+use crate::session::setup::ChannelSetup;
+use crate::session::{LiveSession, Recorded};
 use pinned::PinnedHostKey;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,8 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum UpstreamError {
     #[error("target {target} has no pinned host_key in the policy")]
     NotPinned { target: String },
-    #[error("target {target}: pinned host_key in the policy is not an OpenSSH public key")]
-    BadPin { target: String },
     #[error("target {target} ({address}) is unreachable: {reason}")]
     Unreachable {
         target: String,
@@ -70,11 +69,55 @@ impl UpstreamAuthority {
 fn client_config() -> client::Config {
     client::Config {
         nodelay: true,
-        window_size: crate::gateway::WINDOW_SIZE,
-        maximum_packet_size: crate::gateway::MAX_PACKET_SIZE,
+        window_size: crate::transport::WINDOW_SIZE,
+        maximum_packet_size: crate::transport::MAX_PACKET_SIZE,
         keepalive_interval: Some(Duration::from_secs(30)),
-        preferred: crate::gateway::preferred_algorithms(),
+        preferred: crate::transport::preferred_algorithms(),
         ..Default::default()
+    }
+}
+
+pub type UpstreamResult = Result<Arc<Upstream>, Arc<UpstreamError>>;
+
+/// A session's one connection to its target, dialled on first use (the
+/// SSH front starts a dial as soon as the session is admitted) and again
+/// only when the target dropped it. Channels asking at once share it.
+pub struct Link {
+    session: Arc<LiveSession>,
+    authority: Arc<UpstreamAuthority>,
+    slot: tokio::sync::Mutex<Option<UpstreamResult>>,
+}
+
+impl Link {
+    pub fn new(session: Arc<LiveSession>, authority: Arc<UpstreamAuthority>) -> Link {
+        Link {
+            session,
+            authority,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The live connection, or a new dial (the lock is held while dialling).
+    pub async fn get(&self) -> UpstreamResult {
+        let mut slot = self.slot.lock().await;
+        if let Some(Ok(upstream)) = slot.as_ref() {
+            if !upstream.is_closed() {
+                return Ok(upstream.clone());
+            }
+        }
+        let dialled = Upstream::dial(&self.session, &self.authority)
+            .await
+            .map(Arc::new)
+            .map_err(Arc::new);
+        *slot = Some(dialled.clone());
+        dialled
+    }
+
+    /// Disconnects from the target (the session ended).
+    pub async fn close(&self) {
+        if let Some(Ok(upstream)) = self.slot.lock().await.take() {
+            upstream.close().await;
+        }
     }
 }
 
@@ -84,20 +127,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub async fn dial(
-        session: &AuthorizedSession,
+    async fn dial(
+        session: &LiveSession,
         authority: &UpstreamAuthority,
     ) -> Result<Upstream, UpstreamError> {
         let target = session.scope().target();
         let name = target.name.clone();
-        let pinned_text = target
+        let pinned = target
             .host_key
-            .as_deref()
+            .clone()
             .ok_or_else(|| UpstreamError::NotPinned {
-                target: name.clone(),
-            })?;
-        let pinned =
-            PublicKey::from_openssh(pinned_text.trim()).map_err(|_| UpstreamError::BadPin {
                 target: name.clone(),
             })?;
         let mismatch = Arc::new(Mutex::new(None));
@@ -127,6 +166,10 @@ impl Upstream {
                 });
             }
         };
+        let credential_error = |reason: String| UpstreamError::Credential {
+            target: name.clone(),
+            reason,
+        };
         let accepted = match &target.auth {
             UpstreamAuth::Certificate => {
                 let key_id = format!(
@@ -144,10 +187,7 @@ impl Upstream {
                     },
                     clock::now_unix(),
                 )
-                .map_err(|e| UpstreamError::Credential {
-                    target: name.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| credential_error(e.to_string()))?;
                 handle
                     .authenticate_openssh_cert(
                         target.user.clone(),
@@ -157,10 +197,8 @@ impl Upstream {
                     .await
             }
             UpstreamAuth::KeyFile(path) => {
-                let key = keyfile::read_private(path).map_err(|e| UpstreamError::Credential {
-                    target: name.clone(),
-                    reason: e.to_string(),
-                })?;
+                let key =
+                    keyfile::read_private(path).map_err(|e| credential_error(e.to_string()))?;
                 let hash = if key.algorithm().is_rsa() {
                     handle
                         .best_supported_rsa_hash()
@@ -190,36 +228,26 @@ impl Upstream {
         }
     }
 
-    /// Starts a recorded command on the target, after the client's granted
-    /// terminal and environment. The [`Recorded`] permit is the proof that
-    /// the command is in the store first.
+    /// Starts a recorded command on the target, after the client's
+    /// recorded terminal and environment.
     pub async fn start_exec(
         &self,
         permit: &Recorded<ExecDecision>,
         setup: &ChannelSetup,
     ) -> Result<russh::Channel<client::Msg>, russh::Error> {
-        let channel = self.handle.channel_open_session().await?;
-        setup.replay(&channel).await?;
+        let channel = self.open_with(setup).await?;
         channel.exec(true, permit.action().run()).await?;
         Ok(channel)
     }
 
-    /// Whether the target dropped the connection (or it was closed).
-    pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
-    }
-
-    /// Opens a recorded interactive shell on the target, after the client's
-    /// granted terminal and environment. The [`Recorded`] permit carries
-    /// nothing to send: holding one is the proof that the shell is in the
-    /// store first, and only `Scope::authorize_shell` can start one.
+    /// Opens a recorded interactive shell on the target. The permit
+    /// carries nothing to send: holding one proves the shell is on record.
     pub async fn start_shell(
         &self,
         _permit: &Recorded<ShellDecision>,
         setup: &ChannelSetup,
     ) -> Result<russh::Channel<client::Msg>, russh::Error> {
-        let channel = self.handle.channel_open_session().await?;
-        setup.replay(&channel).await?;
+        let channel = self.open_with(setup).await?;
         channel.request_shell(true).await?;
         Ok(channel)
     }
@@ -233,6 +261,38 @@ impl Upstream {
         let channel = self.handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
         Ok(channel)
+    }
+
+    /// A session channel with the recorded terminal and environment. The
+    /// terminal wants a reply, so a target that refuses it shows up as a
+    /// `Failure` in the splice instead of a shell silently without one.
+    async fn open_with(
+        &self,
+        setup: &ChannelSetup,
+    ) -> Result<russh::Channel<client::Msg>, russh::Error> {
+        let channel = self.handle.channel_open_session().await?;
+        if let Some(p) = setup.pty() {
+            channel
+                .request_pty(
+                    true,
+                    &p.term,
+                    p.cols,
+                    p.rows,
+                    p.pix_width,
+                    p.pix_height,
+                    &p.modes,
+                )
+                .await?;
+        }
+        for env in setup.env() {
+            channel.set_env(false, env.name(), env.value()).await?;
+        }
+        Ok(channel)
+    }
+
+    /// Whether the target dropped the connection (or it was closed).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     pub async fn close(&self) {

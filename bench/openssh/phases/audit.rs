@@ -226,6 +226,8 @@ async fn measure_commits(dir: &Path, reps: usize) -> Result<CommitFigures, Strin
             task: None,
             cert_serial: 1,
             ca_fingerprint: "SHA256:bench".into(),
+            cert_fingerprint: None,
+            role: None,
             client_addr: "127.0.0.1:1".into(),
             target: "bench".into(),
             login: "bench".into(),
@@ -235,6 +237,7 @@ async fn measure_commits(dir: &Path, reps: usize) -> Result<CommitFigures, Strin
     let exec = || Event::ExecAllowed {
         command: "systemctl status nginx".into(),
         forced_command: None,
+        instead_of: None,
     };
 
     let mut idle = Samples::default();

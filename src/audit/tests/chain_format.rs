@@ -25,6 +25,7 @@ async fn some_rows(store: &Store) {
     let event = Event::ExecAllowed {
         command: "uptime".into(),
         forced_command: None,
+        instead_of: None,
     };
     store.record(Some(sid), Some(0), event).await.unwrap();
     let data = Bytes::from_static(b" 10:00:00 up 1 day\n");

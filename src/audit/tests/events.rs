@@ -9,6 +9,8 @@ pub(crate) fn every_kind() -> Vec<Event> {
             key_id: "agent-7".into(),
             serial: u64::MAX,
             ca_fingerprint: "SHA256:x".into(),
+            cert_fingerprint: Some("SHA256:c".into()),
+            role: Some("ops".into()),
             principals: vec!["web1".into(), "db1".into()],
             login: "web1".into(),
         },
@@ -17,12 +19,19 @@ pub(crate) fn every_kind() -> Vec<Event> {
             key_id: None,
             serial: Some(3),
             ca_fingerprint: None,
+            cert_fingerprint: None,
             client_addr: "127.0.0.1:1".into(),
             reason: "certificate expired".into(),
         },
         Event::ExecAllowed {
             command: "uptime".into(),
             forced_command: Some("uptime".into()),
+            instead_of: None,
+        },
+        Event::ExecAllowed {
+            command: String::new(),
+            forced_command: Some("uptime".into()),
+            instead_of: Some("subsystem sftp".into()),
         },
         Event::ExecRefused {
             command: "rm -rf /".into(),
@@ -49,6 +58,7 @@ pub(crate) fn every_kind() -> Vec<Event> {
         },
         Event::GrantIssued {
             serial: u64::MAX,
+            cert_fingerprint: Some("SHA256:c".into()),
             request_id: None,
             identity: "agent-7".into(),
             role: "ops".into(),
@@ -72,7 +82,25 @@ pub(crate) fn every_kind() -> Vec<Event> {
             selector: "serial 5".into(),
             by: "root".into(),
             reason: None,
+        },
+        Event::RevocationApplied {
+            revocation_id: 1,
             sessions_ended: vec![3],
+        },
+        Event::GrantDecided {
+            request_id: 4,
+            approved: false,
+            by: "root".into(),
+            reason: Some("freeze".into()),
+        },
+        Event::IdentitySuspended {
+            identity: "agent-7".into(),
+            by: "root".into(),
+            reason: None,
+        },
+        Event::IdentityReinstated {
+            identity: "agent-7".into(),
+            by: "root".into(),
         },
         Event::ExitStatus { status: 126 },
         Event::ExitSignal {

@@ -36,6 +36,7 @@ async fn a_locked_store_fails_closed_and_recovers_without_losing_queued_bytes() 
     let refused = Event::ExecAllowed {
         command: "reboot".into(),
         forced_command: None,
+        instead_of: None,
     };
     let err = store.record(Some(sid), Some(0), refused).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
@@ -58,6 +59,7 @@ async fn a_locked_store_fails_closed_and_recovers_without_losing_queued_bytes() 
     let allowed = Event::ExecAllowed {
         command: "uptime".into(),
         forced_command: None,
+        instead_of: None,
     };
     store
         .record(Some(sid), Some(0), allowed.clone())

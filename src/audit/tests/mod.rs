@@ -22,6 +22,8 @@ pub(super) fn new_session(identity: &str, target: &str) -> NewSession {
         task: Some("deploy-42".into()),
         cert_serial: u64::MAX - 7,
         ca_fingerprint: "SHA256:abcdef".into(),
+        cert_fingerprint: Some("SHA256:cert".into()),
+        role: Some("ops".into()),
         client_addr: "127.0.0.1:5555".into(),
         target: target.into(),
         login: target.into(),

@@ -32,6 +32,7 @@ fn crash_helper_writes_then_waits_to_be_killed() {
                 Event::ExecAllowed {
                     command: "cat".into(),
                     forced_command: None,
+                    instead_of: None,
                 },
             )
             .await

@@ -58,6 +58,7 @@ fn names(msgs: &[Msg]) -> Vec<String> {
             Msg::End { session, .. } => format!("end {}", session.0),
             Msg::Begin { .. } => "begin".into(),
             Msg::Flush { .. } => "flush".into(),
+            Msg::Transact { .. } => "transact".into(),
         })
         .collect()
 }

@@ -25,6 +25,7 @@ async fn populated() -> (TempDir, PathBuf, SessionId, SessionId) {
         let event = Event::ExecAllowed {
             command: cmd.into(),
             forced_command: None,
+            instead_of: None,
         };
         store.record(Some(sid), Some(0), event).await.unwrap();
     }
@@ -54,6 +55,7 @@ fn refused() -> Event {
         key_id: Some("agent-x".into()),
         serial: None,
         ca_fingerprint: None,
+        cert_fingerprint: None,
         client_addr: "127.0.0.1:9".into(),
         reason: "unknown CA".into(),
     }

@@ -30,6 +30,7 @@ async fn record_returns_only_after_the_row_is_visible_to_another_connection() {
                 Event::ExecAllowed {
                     command: command.clone(),
                     forced_command: None,
+                    instead_of: None,
                 },
             )
             .await
@@ -40,7 +41,8 @@ async fn record_returns_only_after_the_row_is_visible_to_another_connection() {
             last.entry,
             Entry::Event(Event::ExecAllowed {
                 command,
-                forced_command: None
+                forced_command: None,
+                instead_of: None,
             }),
             "row {i} visible as soon as record returned"
         );
@@ -362,6 +364,7 @@ async fn decisions_during_a_bulk_stream_leave_the_stream_whole() {
         let event = Event::ExecAllowed {
             command: format!("true {n}"),
             forced_command: None,
+            instead_of: None,
         };
         store.record(Some(sid), Some(1 + n), event).await.unwrap();
     }

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 
 use super::{Problem, ProblemKind};
 use crate::audit::event::{Event, NewSession};
-use crate::audit::query::{session_from_row, SessionRecord};
+use crate::audit::query::{session_columns, session_from_row, SessionRecord};
 use crate::audit::{SessionId, StoreError};
 
 /// A chained session event: its seq, time and detail.
@@ -59,11 +59,11 @@ pub(super) fn cross_check(
     problems: &mut Vec<Problem>,
 ) -> Result<(), StoreError> {
     let rows: BTreeMap<i64, SessionRecord> = {
-        let mut stmt = conn.prepare(
-            "SELECT id, started_at_us, ended_at_us, end_reason, identity, key_id, task,
-                    cert_serial, ca_fingerprint, client_addr, target, login
-             FROM sessions WHERE (?1 IS NULL OR id = ?1) ORDER BY id",
-        )?;
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE (?1 IS NULL OR id = ?1) ORDER BY id",
+            session_columns(conn)?
+        );
+        let mut stmt = conn.prepare(&sql)?;
         let found = stmt.query_map([only.map(|s| s.0)], session_from_row)?;
         found
             .map(|r| r.map(|s| (s.id.0, s)))
@@ -183,6 +183,11 @@ fn start_differences(row: &SessionRecord, start: &Mark) -> Vec<&'static str> {
         ("task", row.task == c.task),
         ("cert_serial", row.cert_serial == c.cert_serial),
         ("ca_fingerprint", row.ca_fingerprint == c.ca_fingerprint),
+        (
+            "cert_fingerprint",
+            row.cert_fingerprint == c.cert_fingerprint,
+        ),
+        ("role", row.role == c.role),
         ("client_addr", row.client_addr == c.client_addr),
         ("target", row.target == c.target),
         ("login", row.login == c.login),

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::policy::{Approval, Policy};
+use crate::policy::{Approval, CommandLine, Policy, RoleClaim};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -24,7 +24,10 @@ fn example_policy_loads() {
         ["db-tunnel", "web-readonly", "web-restart"]
     );
     assert_eq!(policy.roles["db-tunnel"].approval, Approval::Manual);
-    assert_eq!(policy.roles["db-tunnel"].open, ["127.0.0.1:5432"]);
+    assert_eq!(
+        policy.roles["db-tunnel"].open.to_strings(),
+        ["127.0.0.1:5432"]
+    );
     assert_eq!(
         policy.identities["agent-7"].roles,
         ["web-restart", "web-readonly"]
@@ -34,16 +37,24 @@ fn example_policy_loads() {
 #[test]
 fn example_agent_may_restart_nginx_with_a_short_cert_only() {
     let policy = example();
-    let short = policy.ceiling("agent-7", "web1", 10 * MINUTE);
-    assert!(short.is_ok_and(|c| c.exec.matches_any("sudo systemctl restart nginx")));
+    let line = |command: &str| match CommandLine::parse(command) {
+        Ok(line) => line,
+        Err(refusal) => panic!("{refusal}"),
+    };
+    let unnamed = RoleClaim::Unnamed;
+    let short = policy.ceiling("agent-7", "web1", 10 * MINUTE, unnamed);
+    assert!(short.is_ok_and(|c| c.exec().matches_any(&line("sudo systemctl restart nginx"))));
 
-    let longer = policy.ceiling("agent-7", "web1", 20 * MINUTE);
+    let longer = policy.ceiling("agent-7", "web1", 20 * MINUTE, unnamed);
     assert!(longer.is_ok_and(|c| {
-        !c.exec.matches_any("sudo systemctl restart nginx")
-            && c.exec.matches_any("cat /var/log/nginx/error.log")
-            && !c.exec.matches_any("cat /var/log/nginx/error.log; id")
+        !c.exec().matches_any(&line("sudo systemctl restart nginx"))
+            && c.exec().matches_any(&line("cat /var/log/nginx/error.log"))
+            && !c
+                .exec()
+                .matches_any(&line("cat /var/log/nginx/../../../etc/shadow"))
     }));
+    assert!(CommandLine::parse("cat /var/log/nginx/error.log; id").is_err());
 
-    let refusal = policy.ceiling("agent-7", "db1", 10 * MINUTE);
+    let refusal = policy.ceiling("agent-7", "db1", 10 * MINUTE, unnamed);
     assert!(refusal.is_err());
 }

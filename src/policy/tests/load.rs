@@ -6,7 +6,7 @@ use tempfile::TempDir;
 use crate::policy::{Approval, Policy, PolicyErrors, UpstreamAuth};
 
 const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Vfa2V5X2Zvcl90ZXN0c19vbmx5X19fX19f agent-7";
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIARskWH999Pn4VK4zPlYhgTg88pR3OQC6py9dqnJFXBn agent-7";
 
 /// A policy directory holding the given files (`None` leaves one out).
 fn policy_dir(targets: Option<&str>, roles: Option<&str>, identities: Option<&str>) -> TempDir {
@@ -110,7 +110,7 @@ targets = [
   "web1",
   "web9",
 ]
-exec = ["", "ls *"]
+exec = ["", "ls *", "ls; id"]
 open = ["db:port"]
 max_ttl = "15x"
 approval = "sometimes"
@@ -147,7 +147,12 @@ approval = "sometimes"
                 Some(4),
                 "role \"ops\": target \"web9\" is not in targets.toml",
             ),
-            ("roles.toml", Some(6), "exec: command pattern is empty"),
+            ("roles.toml", Some(6), "exec: command pattern \"\" is empty"),
+            (
+                "roles.toml",
+                Some(6),
+                "exec: command pattern \"ls; id\" has shell syntax ';' outside single quotes",
+            ),
             (
                 "roles.toml",
                 Some(7),
@@ -187,7 +192,7 @@ approval = "sometimes"
         dir.path().join("targets.toml").display()
     );
     assert!(first.starts_with(&expected), "{first}");
-    assert_eq!(first.lines().count(), 14);
+    assert_eq!(first.lines().count(), 15);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod ceiling;
 mod channels;
+mod command;
 mod duration;
 mod example;
 mod load;

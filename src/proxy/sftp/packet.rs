@@ -192,6 +192,19 @@ pub fn status_packet(id: u32, code: u32, message: &str) -> Bytes {
     Bytes::from(packet)
 }
 
+/// An SSH_FXP_REALPATH request for `path` with request `id` (the gate's
+/// own question for the home directory).
+pub fn realpath_packet(id: u32, path: &[u8]) -> Bytes {
+    let mut body = Vec::with_capacity(16 + path.len());
+    body.push(FXP_REALPATH);
+    body.extend_from_slice(&id.to_be_bytes());
+    put_string(&mut body, path);
+    let mut packet = Vec::with_capacity(4 + body.len());
+    packet.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    packet.extend_from_slice(&body);
+    Bytes::from(packet)
+}
+
 pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s);

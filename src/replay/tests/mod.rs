@@ -27,6 +27,8 @@ fn session(ended: bool) -> SessionRecord {
         task: Some("T".into()),
         cert_serial: 123,
         ca_fingerprint: "SHA256:abc".into(),
+        cert_fingerprint: None,
+        role: None,
         client_addr: "127.0.0.1:5555".into(),
         target: "web1".into(),
         login: "web1".into(),
@@ -50,6 +52,8 @@ fn new_session() -> NewSession {
         task: Some("T".into()),
         cert_serial: 123,
         ca_fingerprint: "SHA256:abc".into(),
+        cert_fingerprint: None,
+        role: None,
         client_addr: "127.0.0.1:5555".into(),
         target: "web1".into(),
         login: "web1".into(),
@@ -61,6 +65,7 @@ fn transcript() -> Transcript {
     let exec = Event::ExecAllowed {
         command: "uptime".into(),
         forced_command: None,
+        instead_of: None,
     };
     Transcript {
         session: session(true),
@@ -189,7 +194,7 @@ fn sessions_json_has_the_fixed_shape() {
         json!({
             "id": 12, "identity": "agent-7", "key_id": "agent-7", "task": "T", "target": "web1",
             "login": "web1", "cert_serial": 123, "ca_fingerprint": "SHA256:abc",
-            "client_addr": "127.0.0.1:5555", "started_at": "2026-11-28T07:40:00.123456Z",
+            "cert_fingerprint": null, "role": null, "client_addr": "127.0.0.1:5555", "started_at": "2026-11-28T07:40:00.123456Z",
             "ended_at": "2026-11-28T07:41:05.123456Z", "end_reason": "client closed"
         })
     );
@@ -230,6 +235,7 @@ fn refused_row() -> EventRecord {
             key_id: None,
             serial: Some(9),
             ca_fingerprint: None,
+            cert_fingerprint: None,
             client_addr: "10.0.0.1:4".into(),
             reason: "certificate expired".into(),
         }),
@@ -252,7 +258,8 @@ fn refused_auths_render_as_table_and_json() {
         v[0],
         json!({"seq": 3, "session": null, "at": "2026-11-28T07:40:00.123456Z", "offset_us": null,
                "channel": null, "kind": "auth.refused", "login": "web1", "key_id": null, "serial": 9,
-               "ca_fingerprint": null, "client_addr": "10.0.0.1:4", "reason": "certificate expired"})
+               "ca_fingerprint": null, "cert_fingerprint": null, "client_addr": "10.0.0.1:4",
+               "reason": "certificate expired"})
     );
 }
 

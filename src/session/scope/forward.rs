@@ -4,11 +4,12 @@
 //! Invariant: a [`ForwardDecision`] is only made here and names one socket
 //! address. It exists only when the certificate carries
 //! `permit-port-forwarding`, the literal `host:port` the client asked for
-//! matches the cert's `open@portcullis` (when present) and a role's `open`,
-//! and the address is not loopback, link-local, unspecified, multicast or
-//! broadcast, unless both lists name that address literally. A name is
-//! resolved once, here; the proxy connects to exactly the address decided,
-//! so a later DNS answer cannot redirect it.
+//! matches the cert's `open@portcullis` (for an explicit cert) and a role's
+//! `open`, and the address is not loopback, link-local, unspecified,
+//! multicast, broadcast or one of the bastion host's own addresses, unless
+//! both lists name that address literally. A name is resolved once, here;
+//! the proxy connects to exactly the address decided, so a later DNS answer
+//! cannot redirect it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -67,7 +68,7 @@ pub enum ForwardRefusal {
     #[error("cannot resolve {host}: {reason}")]
     Unresolvable { host: String, reason: String },
     #[error(
-        "{host} resolves to {address}, a loopback, link-local or unspecified address that the scope does not list literally"
+        "{host} is {address}, a loopback, link-local, unspecified or bastion-local address that the scope does not list literally"
     )]
     SpecialAddress { host: String, address: IpAddr },
 }
@@ -75,7 +76,7 @@ pub enum ForwardRefusal {
 impl Scope {
     /// Decides a direct-tcpip request (`ssh -L`, `-W`, `-J`): the pattern
     /// checks, then (for a name) one resolution, then the address check.
-    pub async fn authorize_forward(
+    pub async fn decide_forward(
         &self,
         host: &str,
         port: u32,
@@ -152,7 +153,7 @@ impl Scope {
         };
         let mut refused = None;
         for addr in candidates.iter().map(|a| a.to_canonical()) {
-            if !is_special(addr) || listed(addr) {
+            if !(is_special(addr) || is_own_address(addr)) || listed(addr) {
                 return Ok(addr);
             }
             refused.get_or_insert(addr);
@@ -206,6 +207,16 @@ pub fn is_special(addr: IpAddr) -> bool {
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
+}
+
+/// Whether `addr` is one of the bastion host's own addresses (any
+/// interface): a forward there reaches the bastion's own services like
+/// loopback does. Asked of the kernel at decision time, so addresses added
+/// later count too: only an address of this host can be bound. A host that
+/// lets any address be bound (`ip_nonlocal_bind`) thus refuses every
+/// unlisted forward, which fails closed.
+fn is_own_address(addr: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, ForwardRefusal> {

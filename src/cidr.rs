@@ -1,5 +1,9 @@
-//! The `source-address` critical option: a comma-separated list of CIDR
-//! blocks, with OpenSSH's meaning (the client address must be in one).
+//! CIDR blocks: the `source-address` critical option (a comma-separated
+//! list, with OpenSSH's meaning: the client address must be in one) and
+//! network lists in the config.
+//!
+//! Invariant: a [`Cidr`] holds a valid prefix for its family, and
+//! IPv4-mapped IPv6 peers compare as the IPv4 address they carry.
 
 use std::net::IpAddr;
 

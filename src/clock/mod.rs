@@ -1,6 +1,11 @@
-//! The one clock: every time portcullis compares or records comes from here.
+//! The one clock: every time portcullis compares or records comes from here,
+//! and the one way to write a time down for people (`calendar`).
+
+mod calendar;
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use calendar::{format_duration, parse_time, rfc3339_seconds, rfc3339_us};
 
 /// Microseconds since the Unix epoch, as the store records time. A clock
 /// before 1970 is a broken clock; it reads as the epoch.
@@ -21,7 +26,7 @@ pub fn format_unix(secs: u64) -> String {
     let us = i64::try_from(secs)
         .unwrap_or(i64::MAX / 1_000_000)
         .saturating_mul(1_000_000);
-    crate::replay::time::rfc3339_seconds(us)
+    rfc3339_seconds(us)
 }
 
 #[cfg(test)]

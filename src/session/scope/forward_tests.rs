@@ -2,51 +2,32 @@
 
 use std::net::IpAddr;
 
+use super::testing::scope as scope_of;
 use super::{ForwardRefusal, Scope};
-use crate::cert::{CertScope, VerifiedCert};
-use crate::policy::{
-    Ceiling, ChannelGrants, ListenAddress, OpenPatternSet, PathPattern, PathScope, PatternSet,
-    Target, UpstreamAuth,
-};
 
+/// A role on web1 with these forwards, sftp on /srv/up and a listener on
+/// 127.0.0.1:8080; the cert narrows forwards when `cert_open` is given,
+/// and carries permit-port-forwarding when `permit` is.
 fn scope(role_open: &[&str], cert_open: Option<&[&str]>, permit: bool) -> Scope {
-    let cert = VerifiedCert {
-        key_id: "agent-7".into(),
-        serial: 1,
-        ca_fingerprint: "SHA256:x".into(),
-        principals: vec!["web1".into()],
-        valid_after: 0,
-        valid_before: 60,
-        scope: CertScope {
-            exec: None,
-            open: cert_open.map(|p| OpenPatternSet::parse(p).unwrap()),
-            force_command: None,
-            source_address: None,
-            permit_pty: false,
-            permit_port_forwarding: permit,
-            task: None,
-        },
+    let roles = format!(
+        "[roles.ops]\ntargets = [\"web1\"]\nmax_ttl = \"15m\"\napproval = \"auto\"\nopen = {}\nsftp = true\nsftp_paths = [\"/srv/up\"]\nlisten = [\"127.0.0.1:8080\"]\n",
+        serde_json::to_string(role_open).unwrap_or_default()
+    );
+    let open = cert_open.map(|o| serde_json::to_string(o).unwrap_or_default());
+    let mut critical = Vec::new();
+    if let Some(open) = &open {
+        critical.push(("open@portcullis", open.as_str()));
+        // An explicit cert names every dimension: these tests are about
+        // forwards, so it names the role's listener and paths too.
+        critical.push(("listen@portcullis", r#"["127.0.0.1:8080"]"#));
+        critical.push(("sftp@portcullis", r#"["/srv/up"]"#));
+    }
+    let extensions: &[(&str, &str)] = if permit {
+        &[("permit-port-forwarding", "")]
+    } else {
+        &[]
     };
-    let ceiling = Ceiling {
-        target: Target {
-            name: "web1".into(),
-            address: "127.0.0.1:22".into(),
-            user: "deploy".into(),
-            host_key: None,
-            auth: UpstreamAuth::Certificate,
-        },
-        roles: vec!["ops".into()],
-        exec: PatternSet::new(),
-        open: role_open.iter().map(|p| p.to_string()).collect(),
-        pty: false,
-        single_session: false,
-        channels: ChannelGrants {
-            sftp: Some(PathScope::new(vec![PathPattern::parse("/srv/up").unwrap()])),
-            listen: vec![ListenAddress::parse("127.0.0.1:8080").unwrap()],
-            capture: false,
-        },
-    };
-    Scope::new(&cert, ceiling, 1024)
+    scope_of(&roles, &critical, extensions)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -167,18 +148,18 @@ fn special_addresses_need_a_literal_listing() {
 #[test]
 fn listen_needs_an_exact_role_listing_and_the_grant() {
     let s = scope(&[], None, true);
-    assert!(s.authorize_listen("127.0.0.1", 8080).is_ok());
-    assert!(s.authorize_listen("localhost", 8080).is_ok());
-    assert!(s.authorize_listen("127.0.0.1", 8081).is_err());
-    assert!(s.authorize_listen("0.0.0.0", 8080).is_err());
+    assert!(s.decide_listen("127.0.0.1", 8080).is_ok());
+    assert!(s.decide_listen("localhost", 8080).is_ok());
+    assert!(s.decide_listen("127.0.0.1", 8081).is_err());
+    assert!(s.decide_listen("0.0.0.0", 8080).is_err());
     assert!(scope(&[], None, false)
-        .authorize_listen("127.0.0.1", 8080)
+        .decide_listen("127.0.0.1", 8080)
         .is_err());
 }
 
 #[test]
 fn sftp_paths_are_normalised_before_matching() {
-    let sftp = scope(&[], None, false).authorize_subsystem("sftp").unwrap();
+    let sftp = scope(&[], None, false).decide_sftp("sftp").unwrap();
     assert_eq!(sftp.check_path(b"/srv/up/a", None).unwrap(), "/srv/up/a");
     assert_eq!(
         sftp.check_path(b"/srv/./up//b/../c", None).unwrap(),
@@ -198,7 +179,38 @@ fn sftp_paths_are_normalised_before_matching() {
     assert!(sftp.check_path(b"~root/x", Some("/srv")).is_err());
     assert!(sftp.check_path(b"/srv/up/\n", None).is_err());
     assert!(sftp.check_path(&[b'/', 0xff], None).is_err());
-    assert!(scope(&[], None, false)
-        .authorize_subsystem("shell")
-        .is_err());
+    assert!(scope(&[], None, false).decide_sftp("shell").is_err());
+}
+
+#[test]
+fn the_bastions_own_interface_addresses_need_a_literal_listing() {
+    // The address this host would send from (a UDP "connect" sends nothing;
+    // it only picks the route and source address).
+    let own = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            socket.connect("192.0.2.99:9")?;
+            socket.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    let Some(own) = own else {
+        eprintln!("no non-loopback address on this host; nothing to check");
+        return;
+    };
+    let s = scope(&["*:*"], None, true);
+    assert!(
+        matches!(
+            s.choose_address("h", 80, &[own]),
+            Err(ForwardRefusal::SpecialAddress { .. })
+        ),
+        "{own}"
+    );
+    let listed = scope(&[&format!("{own}:80")], None, true);
+    assert_eq!(listed.choose_address("h", 80, &[own]), Ok(own));
+    // An address of another host is an ordinary destination.
+    assert_eq!(
+        s.choose_address("h", 80, &[ip("198.51.100.7")]),
+        Ok(ip("198.51.100.7"))
+    );
 }

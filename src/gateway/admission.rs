@@ -1,0 +1,136 @@
+//! Authentication decisions: which presented certificate opens which
+//! session, and why every other attempt is refused.
+//!
+//! Invariant: a session opens only for a certificate that passed every
+//! check (`cert::verify_user_cert`), whose identity's ceiling for the login's
+//! target exists for the role it speaks for (`Policy::ceiling`), within the
+//! identity's session limit, and whose admission transaction
+//! (`session::admit`) found it neither revoked, nor suspended, nor spent.
+//! Every refusal is one `auth.refused` row with the reason.
+
+use std::net::SocketAddr;
+
+use russh::keys::ssh_key::Certificate;
+use russh::keys::HashAlg;
+
+use super::ServerContext;
+use crate::audit::{Event, Store};
+use crate::cert::{cert_fingerprint, verify_user_cert, CertRefusal};
+use crate::clock;
+use crate::policy::{CeilingRefusal, RoleClaim, RESERVED_LOGIN};
+use crate::session::admit::{self, AdmitRefusal, Arrival, Opened};
+use crate::session::SessionLimits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthRefusal {
+    #[error(transparent)]
+    Cert(#[from] CertRefusal),
+    #[error(transparent)]
+    Policy(#[from] CeilingRefusal),
+    #[error(transparent)]
+    Admit(#[from] AdmitRefusal),
+    #[error("a plain public key is not accepted: present a task certificate")]
+    PlainKey,
+    /// russh refuses a cert that is outside its validity window or badly
+    /// signed before the handler sees it; the plain-key retry that follows
+    /// is all that reaches us.
+    #[error(
+        "no usable certificate was presented and a plain public key is not accepted \
+         (a certificate that is expired, not yet valid or badly signed is refused before inspection)"
+    )]
+    NoUsableCertificate,
+    #[error("SHA-1 signatures (ssh-rsa) are refused; use rsa-sha2-256/512 or another key type")]
+    Sha1Signature,
+    #[error("a certificate cannot log in as \"grant\": request grants with the identity key")]
+    CertOnGrantLogin,
+    #[error("this key is not an identity key in the policy")]
+    UnknownIdentityKey,
+    #[error("identity keys only log in as \"grant\" to request a task certificate")]
+    IdentityKeyOnTarget,
+    #[error("identity {identity} already has {open} sessions open (max_sessions_per_identity)")]
+    TooManySessions { identity: String, open: usize },
+}
+
+/// Checks `cert` for `login` from `peer`; on success the session is open
+/// (its start committed), on refusal why is recorded.
+pub async fn admit(
+    ctx: &ServerContext,
+    cert: &Certificate,
+    login: &str,
+    peer: Option<SocketAddr>,
+) -> Result<Opened, AuthRefusal> {
+    let client_addr = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+    let opened = decide_and_open(ctx, cert, login, peer, &client_addr).await;
+    if let Err(refusal) = &opened {
+        record_refusal(&ctx.store, Some(cert), login, &client_addr, refusal).await;
+    }
+    opened
+}
+
+async fn decide_and_open(
+    ctx: &ServerContext,
+    cert: &Certificate,
+    login: &str,
+    peer: Option<SocketAddr>,
+    client_addr: &str,
+) -> Result<Opened, AuthRefusal> {
+    if login == RESERVED_LOGIN {
+        return Err(AuthRefusal::CertOnGrantLogin);
+    }
+    let now = clock::now_unix();
+    let verified = verify_user_cert(cert, login, peer.map(|p| p.ip()), &ctx.trusted, now)?;
+    let claim = match &verified.scope().role {
+        Some(role) => RoleClaim::Named(role),
+        None => RoleClaim::Unnamed,
+    };
+    let ceiling = ctx
+        .policy
+        .ceiling(verified.key_id(), login, verified.lifetime(), claim)?;
+    let open = ctx.live.count_identity(verified.key_id());
+    if open >= ctx.limits.max_sessions_per_identity {
+        return Err(AuthRefusal::TooManySessions {
+            identity: verified.key_id().to_owned(),
+            open,
+        });
+    }
+    if verified.serial() == 0 {
+        tracing::warn!(
+            key_id = verified.key_id(),
+            fingerprint = verified.fingerprint(),
+            "certificate has serial 0 (ssh-keygen -s without -z): revoke it by --fingerprint, not --serial"
+        );
+    }
+    let limits = SessionLimits {
+        idle_timeout: ctx.limits.idle_timeout,
+        max_command_bytes: ctx.limits.max_command_bytes,
+    };
+    let arrival = Arrival {
+        login: login.to_owned(),
+        client_addr: client_addr.to_owned(),
+    };
+    Ok(admit::open(&ctx.store, verified, ceiling, arrival, limits).await?)
+}
+
+/// Records a refused authentication; a store failure here changes nothing
+/// (the attempt is refused either way) but is logged.
+pub async fn record_refusal(
+    store: &Store,
+    cert: Option<&Certificate>,
+    login: &str,
+    client_addr: &str,
+    refusal: &AuthRefusal,
+) {
+    tracing::info!(login, client_addr, reason = %refusal, "authentication refused");
+    let event = Event::AuthRefused {
+        login: login.to_string(),
+        key_id: cert.map(|c| c.key_id().to_string()),
+        serial: cert.map(|c| c.serial()),
+        ca_fingerprint: cert.map(|c| c.signature_key().fingerprint(HashAlg::Sha256).to_string()),
+        cert_fingerprint: cert.map(cert_fingerprint),
+        client_addr: client_addr.to_string(),
+        reason: refusal.to_string(),
+    };
+    if let Err(e) = store.record(None, None, event).await {
+        tracing::error!(error = %e, "could not record a refused authentication");
+    }
+}

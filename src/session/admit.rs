@@ -1,0 +1,102 @@
+//! Admission: the transaction that turns a verified certificate and its
+//! ceiling into a live session.
+//!
+//! Invariant: the grant-state checks (revoked, identity suspended, single
+//! use spent), the single-use claim, the session row with its chained
+//! `session.start`, and `auth.accepted` happen in ONE transaction of the
+//! store's one writer: a claim is never spent without its session on
+//! record, and a revocation committed before the transaction always
+//! refuses it. What the transaction cannot see (a revocation committed
+//! after it) the caller checks against [`Opened::revocations_seen`].
+
+use std::sync::Arc;
+
+use super::scope::Scope;
+use super::{cert_facts, LiveSession, SessionLimits};
+use crate::audit::{Abort, Event, NewSession, Store};
+use crate::cert::VerifiedCert;
+use crate::grants::db::{self, CertState};
+use crate::policy::Ceiling;
+
+/// Why a verified certificate with a ceiling still opens no session.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdmitRefusal {
+    #[error(transparent)]
+    State(#[from] CertState),
+    #[error("the audit store cannot record the session, so none is opened")]
+    StoreUnavailable,
+}
+
+/// A session that was opened, and the last revocation its transaction saw.
+pub struct Opened {
+    pub session: Arc<LiveSession>,
+    pub revocations_seen: i64,
+}
+
+/// Where a connection comes from and which login it used.
+pub struct Arrival {
+    pub login: String,
+    pub client_addr: String,
+}
+
+/// Opens a session for `cert` under `ceiling` (see the module doc).
+pub async fn open(
+    store: &Store,
+    cert: VerifiedCert,
+    ceiling: Ceiling,
+    arrival: Arrival,
+    limits: SessionLimits,
+) -> Result<Opened, AdmitRefusal> {
+    let scope = Scope::new(&cert, ceiling, limits.max_command_bytes);
+    let facts = cert_facts(&cert);
+    let single_use = scope.single_session();
+    let start = NewSession {
+        identity: cert.key_id().to_owned(),
+        key_id: cert.key_id().to_owned(),
+        task: cert.scope().task.clone(),
+        cert_serial: cert.serial(),
+        ca_fingerprint: cert.ca_fingerprint().to_owned(),
+        cert_fingerprint: Some(cert.fingerprint().to_owned()),
+        role: scope.role().map(str::to_owned),
+        client_addr: arrival.client_addr,
+        target: scope.target().name.clone(),
+        login: arrival.login.clone(),
+    };
+    let accepted = Event::AuthAccepted {
+        key_id: cert.key_id().to_owned(),
+        serial: cert.serial(),
+        ca_fingerprint: cert.ca_fingerprint().to_owned(),
+        cert_fingerprint: Some(cert.fingerprint().to_owned()),
+        role: scope.role().map(str::to_owned),
+        principals: cert.principals().to_vec(),
+        login: arrival.login,
+    };
+    let opened = store
+        .transact(move |txn| {
+            if let Err(state) = db::cert_state(txn.conn(), &facts, single_use)? {
+                return Err(Abort::Refused(state));
+            }
+            let seen = db::last_revocation_id(txn.conn()).map_err(|e| match e {
+                crate::grants::GrantError::Sqlite(e) => Abort::from(e),
+                other => Abort::Failed(crate::audit::StoreError::Unavailable(other.to_string())),
+            })?;
+            let id = txn.begin_session(&start)?;
+            if single_use {
+                db::claim(txn, &facts, id)?;
+            }
+            txn.record(Some(id), None, &accepted)?;
+            Ok((id, seen))
+        })
+        .await;
+    match opened {
+        Ok((id, revocations_seen)) => Ok(Opened {
+            session: LiveSession::start(id, cert, scope, store.clone(), limits),
+            revocations_seen,
+        }),
+        Err(Abort::Refused(state)) => Err(AdmitRefusal::State(state)),
+        Err(Abort::Failed(e)) => {
+            tracing::error!(error = %e, "could not open a session");
+            Err(AdmitRefusal::StoreUnavailable)
+        }
+    }
+}
