@@ -177,6 +177,7 @@ mod grants;
 mod keys;
 mod outcome;
 mod setup;
+mod sftp_raw;
 mod store;
 mod target;
 mod terminal;
@@ -190,6 +191,8 @@ pub use keys::*;
 #[allow(unused_imports)]
 pub use outcome::*;
 pub use setup::*;
+#[allow(unused_imports)]
+pub use sftp_raw::*;
 pub use store::*;
 pub use target::*;
 #[allow(unused_imports)]
