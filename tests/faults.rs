@@ -9,25 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Holds the store's write lock (as a crashed or stuck writer would) until dropped.
-struct StoreLock {
-    conn: rusqlite::Connection,
-}
-
-impl StoreLock {
-    fn take(b: &Bastion) -> StoreLock {
-        let conn = rusqlite::Connection::open(b.dir().join("portcullis.db")).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        StoreLock { conn }
-    }
-}
-
-impl Drop for StoreLock {
-    fn drop(&mut self) {
-        let _ = self.conn.execute_batch("ROLLBACK");
-    }
-}
-
 #[test]
 fn a_store_that_cannot_write_refuses_new_sessions_then_recovers() {
     let b = Bastion::start(Setup::standard());

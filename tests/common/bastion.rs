@@ -167,11 +167,20 @@ impl Bastion {
 
     /// A fresh client key pair in this setup's `agents/` directory.
     pub fn new_key(&self) -> AgentKey {
+        AgentKey::generate(&self.dir().join("agents"), &self.next_key_name())
+    }
+
+    /// A fresh RSA client key pair (2048 bits) in `agents/`.
+    pub fn new_rsa_key(&self) -> AgentKey {
+        AgentKey::generate_rsa(&self.dir().join("agents"), &self.next_key_name())
+    }
+
+    fn next_key_name(&self) -> String {
         let n = self
             .keys_made
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        AgentKey::generate(&self.dir().join("agents"), &format!("key{n}"))
+        format!("key{n}")
     }
 
     /// An agent with a fresh key and a cert from `portcullis grant` for the

@@ -12,10 +12,21 @@ pub struct AgentKey {
 
 impl AgentKey {
     pub fn generate(dir: &Path, name: &str) -> AgentKey {
+        AgentKey::generate_typed(dir, name, &["-t", "ed25519"])
+    }
+
+    /// An RSA key pair (2048 bits): what the SHA-1 checks need.
+    pub fn generate_rsa(dir: &Path, name: &str) -> AgentKey {
+        AgentKey::generate_typed(dir, name, &["-t", "rsa", "-b", "2048"])
+    }
+
+    fn generate_typed(dir: &Path, name: &str, kind: &[&str]) -> AgentKey {
         let private = dir.join(name);
         run_ok(
             Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg("-q")
+                .args(kind)
+                .args(["-N", "", "-C", name, "-f"])
                 .arg(&private),
             "ssh-keygen (agent key)",
         );
@@ -23,6 +34,22 @@ impl AgentKey {
             public: private.with_extension("pub"),
             private,
         }
+    }
+
+    /// `ssh-keygen -l -f KEY.pub`: the public key's `SHA256:...` fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let out = run_ok(
+            Command::new("ssh-keygen")
+                .arg("-l")
+                .arg("-f")
+                .arg(&self.public),
+            "ssh-keygen -l",
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("ssh-keygen -l printed no fingerprint: {text}"))
+            .to_string()
     }
 
     /// Where `grant` and `ssh-keygen -s` write this key's certificate.
@@ -55,6 +82,18 @@ impl CaKey {
             _dir: dir,
         }
     }
+
+    /// An RSA CA: it can sign with `ssh-rsa` (SHA-1) or `rsa-sha2-512`
+    /// (see [`CertSpec::ca_signature`]).
+    pub fn generate_rsa(name: &str) -> CaKey {
+        let dir = tempdir();
+        let key = AgentKey::generate_rsa(dir.path(), name);
+        CaKey {
+            private: key.private,
+            public: key.public,
+            _dir: dir,
+        }
+    }
 }
 
 /// Signs `pubkey` with `ssh-keygen -s` and returns the certificate path.
@@ -76,11 +115,41 @@ pub fn sign_with_ssh_keygen(
     host_cert: bool,
     serial: u64,
 ) -> PathBuf {
+    sign_with_ssh_keygen_as(
+        ca_private_key,
+        None,
+        pubkey,
+        key_id,
+        principals,
+        validity,
+        options,
+        host_cert,
+        serial,
+    )
+}
+
+/// Like [`sign_with_ssh_keygen`], with the CA's signature algorithm
+/// (`ssh-keygen -t`, e.g. `ssh-rsa` or `rsa-sha2-512` for an RSA CA).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_with_ssh_keygen_as(
+    ca_private_key: &Path,
+    ca_signature: Option<&str>,
+    pubkey: &Path,
+    key_id: &str,
+    principals: &[&str],
+    validity: &str,
+    options: &[&str],
+    host_cert: bool,
+    serial: u64,
+) -> PathBuf {
     let mut cmd = Command::new("ssh-keygen");
     cmd.arg("-q")
         .arg("-s")
         .arg(ca_private_key)
         .args(["-I", key_id]);
+    if let Some(algorithm) = ca_signature {
+        cmd.args(["-t", algorithm]);
+    }
     if !principals.is_empty() {
         cmd.args(["-n", &principals.join(",")]);
     }
@@ -113,6 +182,8 @@ pub struct CertSpec {
     pub options: Vec<String>,
     pub host_cert: bool,
     pub serial: u64,
+    /// The CA's signature algorithm (`ssh-keygen -t`); ssh-keygen's default when `None`.
+    pub ca_signature: Option<String>,
 }
 
 impl CertSpec {
@@ -124,6 +195,7 @@ impl CertSpec {
             options: Vec::new(),
             host_cert: false,
             serial: 1,
+            ca_signature: None,
         }
     }
     pub fn key_id(mut self, key_id: &str) -> Self {
@@ -156,12 +228,22 @@ impl CertSpec {
         self.serial = serial;
         self
     }
+    /// `extension:role@portcullis=ROLE`: the cert speaks for this role only.
+    pub fn role(self, role: &str) -> Self {
+        self.option(&format!("extension:role@portcullis={role}"))
+    }
+    /// The CA signs with this algorithm (`ssh-keygen -t ssh-rsa`, ...).
+    pub fn ca_signature(mut self, algorithm: &str) -> Self {
+        self.ca_signature = Some(algorithm.to_string());
+        self
+    }
 
     pub fn sign(&self, ca_private_key: &Path, key: &AgentKey) -> PathBuf {
         let principals: Vec<&str> = self.principals.iter().map(String::as_str).collect();
         let options: Vec<&str> = self.options.iter().map(String::as_str).collect();
-        sign_with_ssh_keygen(
+        sign_with_ssh_keygen_as(
             ca_private_key,
+            self.ca_signature.as_deref(),
             &key.public,
             &self.key_id,
             &principals,

@@ -111,3 +111,113 @@ pub fn noise(len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Every row of this kind in the store, in chain order, read straight from
+/// the SQLite file (read-only): for events that neither a transcript nor the
+/// refused list shows. Each is the row's JSON detail plus `kind` and
+/// `session` (null outside a session).
+pub fn stored_events(bastion: &Bastion, kind: &str) -> Vec<Value> {
+    let conn = rusqlite::Connection::open_with_flags(
+        bastion.dir().join("portcullis.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the store read-only");
+    let mut stmt = conn
+        .prepare("SELECT session_id, detail FROM events WHERE kind = ?1 ORDER BY seq")
+        .expect("query the events");
+    let rows = stmt
+        .query_map([kind], |row| {
+            Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, String>(1)?))
+        })
+        .expect("read the events");
+    rows.map(|row| {
+        let (session, detail) = row.expect("an event row");
+        let mut event: Value = serde_json::from_str(&detail).unwrap_or(Value::String(detail));
+        if let Some(object) = event.as_object_mut() {
+            object.insert("kind".into(), kind.into());
+            object.insert("session".into(), session.into());
+        }
+        event
+    })
+    .collect()
+}
+
+/// Polls the store for a row of this kind matching `pred` (see
+/// [`stored_events`]); panics after 5 s with the rows of that kind.
+#[track_caller]
+pub fn wait_for_stored_event(
+    bastion: &Bastion,
+    kind: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(&format!("a stored {kind} row"), || {
+        let rows = stored_events(bastion, kind);
+        rows.iter()
+            .find(|e| pred(e))
+            .cloned()
+            .ok_or_else(|| format!("{kind} rows: {:#}", Value::from(rows)))
+    })
+}
+
+/// Polls `sessions --refused --json` (auth.refused, grant.refused,
+/// limit.hit) for an event of this kind matching `pred`.
+#[track_caller]
+pub fn wait_for_refused_event(
+    bastion: &Bastion,
+    kind: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(&format!("a refused-list {kind} event"), || {
+        let refused = refused_json(bastion);
+        refused
+            .as_array()
+            .and_then(|list| list.iter().find(|e| e["kind"] == kind && pred(e)))
+            .cloned()
+            .ok_or_else(|| format!("{refused:#}"))
+    })
+}
+
+/// Like [`wait_for_event`] for any of several kinds: the first transcript
+/// event whose kind is one of `kinds` and that matches `pred`.
+#[track_caller]
+pub fn wait_for_any_event(
+    bastion: &Bastion,
+    kinds: &[&str],
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(&format!("a recorded event of kind {kinds:?}"), || {
+        let transcripts = all_transcripts(bastion);
+        transcripts
+            .iter()
+            .flat_map(|show| show["events"].as_array().cloned().unwrap_or_default())
+            .find(|e| kinds.iter().any(|k| e["kind"] == *k) && pred(e))
+            .ok_or_else(|| format!("transcripts: {:#}", Value::from(transcripts.clone())))
+    })
+}
+
+/// The reason of an event, lower-cased (empty when it has none).
+pub fn reason_of(event: &Value) -> String {
+    event["reason"].as_str().unwrap_or_default().to_lowercase()
+}
+
+/// Holds the store's write lock (as a crashed or stuck writer would) until
+/// dropped: the bastion's writes fail, reads still work.
+pub struct StoreLock {
+    conn: rusqlite::Connection,
+}
+
+impl StoreLock {
+    pub fn take(bastion: &Bastion) -> StoreLock {
+        let conn = rusqlite::Connection::open(bastion.dir().join("portcullis.db"))
+            .expect("open the store");
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .expect("take the store's write lock");
+        StoreLock { conn }
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+}

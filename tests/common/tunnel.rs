@@ -75,6 +75,145 @@ pub fn is_listening(port: u16) -> bool {
     })
 }
 
+/// Every local address something listens on at `port` (any address
+/// family), read from /proc like [`is_listening`].
+pub fn listening_addresses(port: u16) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() <= 3 || fields[3] != "0A" {
+                continue;
+            }
+            let Some((addr, p)) = fields[1].split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() != Some(port) {
+                continue;
+            }
+            if let Some(ip) = proc_net_address(addr, v6) {
+                found.push(SocketAddr::new(ip, port));
+            }
+        }
+    }
+    found
+}
+
+/// An address as /proc/net/tcp{,6} prints it: 32-bit words in host
+/// (little-endian) order, as hex.
+fn proc_net_address(hex: &str, v6: bool) -> Option<std::net::IpAddr> {
+    let words: Vec<u32> = hex
+        .as_bytes()
+        .chunks(8)
+        .map(|w| u32::from_str_radix(std::str::from_utf8(w).ok()?, 16).ok())
+        .collect::<Option<_>>()?;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    if v6 {
+        let octets: [u8; 16] = bytes.try_into().ok()?;
+        Some(std::net::Ipv6Addr::from(octets).into())
+    } else {
+        let octets: [u8; 4] = bytes.try_into().ok()?;
+        Some(std::net::Ipv4Addr::from(octets).into())
+    }
+}
+
+/// This host's addresses other than loopback and link-local (from `ip -o
+/// addr show`): where a bastion on this host could reach itself.
+pub fn own_interface_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(out) = Command::new("ip").args(["-o", "addr", "show"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            let cidr = words.next()?;
+            cidr.split('/').next()?.parse::<std::net::IpAddr>().ok()
+        })
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect()
+}
+
+/// `ssh -W DESTINATION` with stdin at EOF: an allowed forward connects,
+/// half-closes and returns what the destination sent; a refused one fails.
+pub fn stdio_forward_once(agent: &Agent<'_>, destination: &str) -> Output {
+    let scratch = tempdir();
+    let mut cmd = ssh_base(agent, scratch.path());
+    cmd.args(["-W", destination])
+        .arg(format!("{}@127.0.0.1", agent.login));
+    run_bounded(&mut cmd)
+}
+
+/// What an `ssh -N -R SPEC` attempt came to.
+#[derive(Debug)]
+pub struct RemoteForwardAttempt {
+    /// Something listened on the remote port while ssh ran.
+    pub bound: bool,
+    /// ssh's exit status when it gave up by itself (`None`: it kept running).
+    pub status: Option<ExitStatus>,
+    pub stderr: String,
+}
+
+/// `ssh -N -o ExitOnForwardFailure=yes -R SPEC`: waits until ssh gives up
+/// or `port` is listening (then ends ssh), 10 s at most.
+pub fn try_remote_forward(agent: &Agent<'_>, spec: &str, port: u16) -> RemoteForwardAttempt {
+    let scratch = tempdir();
+    let log = scratch.path().join("ssh.log");
+    let mut cmd = ssh_base(agent, scratch.path());
+    cmd.args(["-N", "-o", "ExitOnForwardFailure=yes", "-R", spec])
+        .arg(format!("{}@127.0.0.1", agent.login))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("ssh log"));
+    let mut child = cmd.spawn().expect("run ssh -R");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut bound = false;
+    let status = loop {
+        bound |= is_listening(port);
+        if let Some(status) = child.try_wait().expect("wait for ssh -R") {
+            break Some(status);
+        }
+        if bound || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    RemoteForwardAttempt {
+        bound,
+        status,
+        stderr: fs::read_to_string(&log).unwrap_or_default(),
+    }
+}
+
+/// `sftp -b BATCH` (one command a line; stops at the first failure).
+pub fn sftp_batch(agent: &Agent<'_>, batch: &str) -> Output {
+    let scratch = tempdir();
+    let batch_file = scratch.path().join("batch");
+    fs::write(&batch_file, batch).expect("write sftp batch");
+    let mut cmd = file_client("sftp", agent, scratch.path());
+    cmd.arg("-b")
+        .arg(&batch_file)
+        .arg(format!("{}@127.0.0.1", agent.login));
+    run_bounded(&mut cmd)
+}
+
+/// Legacy `scp -O LOCAL LOGIN@bastion:REMOTE` (the remote runs `scp -t REMOTE`).
+pub fn legacy_scp_upload(agent: &Agent<'_>, local: &Path, remote: &str) -> Output {
+    let scratch = tempdir();
+    let mut cmd = file_client("scp", agent, scratch.path());
+    cmd.arg("-O")
+        .arg(local)
+        .arg(format!("{}@127.0.0.1:{remote}", agent.login));
+    run_bounded(&mut cmd)
+}
+
 /// A running `ssh -N` holding forwards (and a control socket for further
 /// sessions over the same connection); killed on drop.
 pub struct Tunnel {
@@ -177,7 +316,12 @@ pub struct EchoServer {
 
 impl EchoServer {
     pub fn start(trailer: &'static [u8]) -> EchoServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo server");
+        EchoServer::start_on([127, 0, 0, 1].into(), trailer)
+    }
+
+    /// The same on another address of this host (port chosen by the kernel).
+    pub fn start_on(ip: std::net::IpAddr, trailer: &'static [u8]) -> EchoServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind echo server");
         let port = listener.local_addr().expect("echo addr").port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
