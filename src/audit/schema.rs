@@ -117,6 +117,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         cert          TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS grants_identity ON grants(identity);
+    ALTER TABLE grants ADD COLUMN cert_fingerprint TEXT;
+    CREATE INDEX grants_fingerprint ON grants(cert_fingerprint);
     -- Claims of schema 2, by (CA, serial): still honoured for old certs.
     CREATE TABLE IF NOT EXISTS cert_uses (
         ca_fingerprint TEXT NOT NULL,

@@ -3,11 +3,12 @@
 //!
 //! Invariant: a certificate with a critical option this module does not
 //! know, or one it cannot parse, yields no [`CertScope`] at all, so that a
-//! restriction can never be silently dropped. A certificate that names a
-//! role or carries any `*@portcullis` option is *explicit*: every scope
-//! dimension it does not carry is empty (absent means none), so a cert
-//! that narrows one dimension never keeps another it did not name. Only a
-//! plain certificate (none of those) leaves its dimensions to the ceiling.
+//! restriction can never be silently dropped. A certificate that carries
+//! any scope option (`exec@`, `open@`, `listen@`, `sftp@portcullis`) is
+//! *explicit*: every scope dimension it does not carry is empty (absent
+//! means none), so a cert that narrows one dimension never keeps another
+//! it did not name. Only a certificate with none of them leaves its
+//! dimensions to the ceiling (which `role@portcullis` may name).
 
 use russh::keys::ssh_key::certificate::OptionsMap;
 
@@ -27,10 +28,14 @@ pub const ROLE_EXTENSION: &str = "role@portcullis";
 pub const PERMIT_PTY: &str = "permit-pty";
 pub const PERMIT_PORT_FORWARDING: &str = "permit-port-forwarding";
 
+/// The options that name a scope dimension: a cert with any of them names
+/// them all (absent means none).
+const SCOPE_OPTIONS: [&str; 4] = [EXEC_OPTION, OPEN_OPTION, LISTEN_OPTION, SFTP_OPTION];
+
 /// The scope a certificate carries, before the policy ceiling applies.
-/// Each `Option` dimension is `None` only for a plain certificate (the
-/// ceiling decides it); an explicit certificate has `Some` everywhere,
-/// empty where it named nothing.
+/// Each `Option` dimension is `None` only for a certificate without scope
+/// options (the ceiling decides it); an explicit certificate has `Some`
+/// everywhere, empty where it named nothing.
 #[derive(Debug, Clone)]
 pub struct CertScope {
     pub exec: Option<PatternSet>,
@@ -70,7 +75,7 @@ impl CertScope {
                 .cloned(),
             role,
         };
-        let mut explicit = scope.role.is_some();
+        let mut explicit = false;
         for (name, value) in critical.iter() {
             match name.as_str() {
                 EXEC_OPTION => scope.exec = Some(parse_exec(value)?),
@@ -87,7 +92,7 @@ impl CertScope {
                 }
                 other => return Err(CertRefusal::UnknownCriticalOption(other.to_string())),
             }
-            explicit |= name.ends_with("@portcullis");
+            explicit |= SCOPE_OPTIONS.contains(&name.as_str());
         }
         if explicit {
             scope.exec.get_or_insert_with(PatternSet::new);

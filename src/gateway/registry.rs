@@ -49,7 +49,7 @@ impl LiveRegistry {
         let missed = inner
             .applied
             .iter()
-            .any(|r| r.id > revocations_seen && r.selector.covers(&facts, r.at_us));
+            .any(|r| r.id > revocations_seen && r.selector.covers(facts, r.at_us));
         if missed {
             live.terminate(REVOKED);
         }
@@ -88,7 +88,7 @@ impl LiveRegistry {
         for session in live {
             if revocation
                 .selector
-                .covers(&session.cert_facts(), revocation.at_us)
+                .covers(session.cert_facts(), revocation.at_us)
             {
                 session.terminate(REVOKED);
                 ended.push(session.id().0);

@@ -29,6 +29,10 @@ pub struct CertFacts {
     pub fingerprint: String,
     /// The fingerprint of the key it certifies.
     pub key_fingerprint: String,
+    /// When portcullis issued it (unix micros), for a cert it issued: what
+    /// identity and task revocations compare with, finer than
+    /// `valid_after`'s seconds.
+    pub issued_at_us: Option<i64>,
 }
 
 /// Why the grant state refuses a certificate.
@@ -61,6 +65,7 @@ pub struct IssuedGrant {
     /// `auto`, or the operator who approved it.
     pub approver: String,
     pub cert: String,
+    pub fingerprint: String,
 }
 
 type Op<T> = Result<T, Abort<GrantError>>;
@@ -150,8 +155,8 @@ pub(super) fn record_grant(txn: &mut Txn<'_>, grant: &IssuedGrant) -> Op<()> {
     txn.conn()
         .execute(
             "INSERT INTO grants (serial, request_id, identity, role, task, reason, scope, valid_after,
-                                 valid_before, approver, issued_at_us, cert)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                 valid_before, approver, issued_at_us, cert, cert_fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 grant.serial as i64,
                 grant.request_id,
@@ -165,6 +170,7 @@ pub(super) fn record_grant(txn: &mut Txn<'_>, grant: &IssuedGrant) -> Op<()> {
                 grant.approver,
                 txn.at_us(),
                 grant.cert,
+                grant.fingerprint,
             ],
         )
         .map_err(sql)?;
@@ -285,6 +291,16 @@ pub fn cert_state(
         return Ok(Err(CertState::Spent(cert.fingerprint.clone())));
     }
     Ok(Ok(()))
+}
+
+/// When portcullis issued the cert with this fingerprint, if it did.
+pub fn issued_at(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT issued_at_us FROM grants WHERE cert_fingerprint = ?1",
+        [fingerprint],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 /// Claims the single use of `cert` for `session` (call in the transaction

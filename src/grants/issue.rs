@@ -182,6 +182,7 @@ pub fn issue(
         valid_before: spec.valid_before,
         approver: order.approver.clone(),
         cert: text.clone(),
+        fingerprint: fingerprint.clone(),
     };
     db::record_grant(txn, &grant)?;
     let event = Event::GrantIssued {

@@ -171,10 +171,12 @@ impl RevokeSelector {
     /// rule, used at admission and by the server's watch alike. Identity
     /// and task revocations cover the certs valid from before them.
     pub fn covers(&self, cert: &CertFacts, at_us: i64) -> bool {
-        let issued_before = i64::try_from(cert.valid_after)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000)
-            <= at_us;
+        let issued_us = cert.issued_at_us.unwrap_or_else(|| {
+            i64::try_from(cert.valid_after)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000)
+        });
+        let issued_before = issued_us <= at_us;
         match self {
             RevokeSelector::Serial(s) => *s == cert.serial,
             RevokeSelector::Identity(i) => *i == cert.key_id && issued_before,

@@ -73,6 +73,8 @@ pub async fn open(
     };
     let opened = store
         .transact(move |txn| {
+            let mut facts = facts;
+            facts.issued_at_us = db::issued_at(txn.conn(), &facts.fingerprint)?;
             if let Err(state) = db::cert_state(txn.conn(), &facts, single_use)? {
                 return Err(Abort::Refused(state));
             }
@@ -85,12 +87,12 @@ pub async fn open(
                 db::claim(txn, &facts, id)?;
             }
             txn.record(Some(id), None, &accepted)?;
-            Ok((id, seen))
+            Ok((id, seen, facts))
         })
         .await;
     match opened {
-        Ok((id, revocations_seen)) => Ok(Opened {
-            session: LiveSession::start(id, cert, scope, store.clone(), limits),
+        Ok((id, revocations_seen, facts)) => Ok(Opened {
+            session: LiveSession::start(id, cert, facts, scope, store.clone(), limits),
             revocations_seen,
         }),
         Err(Abort::Refused(state)) => Err(AdmitRefusal::State(state)),

@@ -58,6 +58,8 @@ pub struct ChannelGuard {
 pub struct LiveSession {
     id: SessionId,
     cert: VerifiedCert,
+    /// What revocations are judged on, as admission found them.
+    facts: CertFacts,
     scope: Scope,
     store: Store,
     limits: SessionLimits,
@@ -73,6 +75,7 @@ impl LiveSession {
     fn start(
         id: SessionId,
         cert: VerifiedCert,
+        facts: CertFacts,
         scope: Scope,
         store: Store,
         limits: SessionLimits,
@@ -81,6 +84,7 @@ impl LiveSession {
         let live = Arc::new(LiveSession {
             id,
             cert,
+            facts,
             scope,
             store,
             limits,
@@ -110,8 +114,8 @@ impl LiveSession {
     }
 
     /// What revocations and single use are judged on.
-    pub fn cert_facts(&self) -> CertFacts {
-        cert_facts(&self.cert)
+    pub fn cert_facts(&self) -> &CertFacts {
+        &self.facts
     }
 
     /// Notes channel traffic (the idle timeout counts from the last).
@@ -201,8 +205,9 @@ impl LiveSession {
     }
 }
 
-/// What revocations and single use are judged on, for a verified cert.
-pub fn cert_facts(cert: &VerifiedCert) -> CertFacts {
+/// What revocations and single use are judged on, for a verified cert
+/// (its issue time is filled in from the grants table at admission).
+fn cert_facts(cert: &VerifiedCert) -> CertFacts {
     CertFacts {
         ca_fingerprint: cert.ca_fingerprint().to_owned(),
         serial: cert.serial(),
@@ -211,6 +216,7 @@ pub fn cert_facts(cert: &VerifiedCert) -> CertFacts {
         valid_after: cert.valid_after(),
         fingerprint: cert.fingerprint().to_owned(),
         key_fingerprint: cert.key_fingerprint().to_owned(),
+        issued_at_us: None,
     }
 }
 

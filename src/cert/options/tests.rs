@@ -91,17 +91,27 @@ fn a_plain_cert_leaves_every_dimension_to_the_ceiling() {
 }
 
 #[test]
+fn a_cert_naming_only_its_role_leaves_its_dimensions_to_that_role() {
+    let scope = scope(&[(CAPTURE_OPTION, "")], &[(ROLE_EXTENSION, "ops")]);
+    assert!(!scope.is_explicit());
+    assert_eq!(scope.role.as_deref(), Some("ops"));
+    assert!(scope.capture);
+}
+
+#[test]
 fn an_explicit_cert_has_nothing_it_does_not_name() {
     for (critical, extensions) in [
         (vec![(EXEC_OPTION, r#"["uptime"]"#)], vec![]),
-        (vec![(CAPTURE_OPTION, "")], vec![]),
-        (vec![], vec![(ROLE_EXTENSION, "ops")]),
+        (
+            vec![(SFTP_OPTION, r#"["/srv"]"#)],
+            vec![(ROLE_EXTENSION, "ops")],
+        ),
     ] {
         let scope = scope(&critical, &extensions);
         assert!(scope.is_explicit(), "{critical:?} {extensions:?}");
         assert!(scope.open.is_some_and(|o| o.is_empty()));
         assert!(scope.listen.is_some_and(|l| l.is_empty()));
-        assert!(scope.sftp.is_some_and(|s| !s.allows("/")));
+        assert!(scope.exec.is_some());
     }
 }
 

@@ -77,14 +77,32 @@ pub async fn run(link: &SessionLink, client: ClientChannel, reader: ChannelReadH
         target: &target_writer,
         ready: &ready_tx,
     };
-    down.run(Drained::start(target_reader, CHANNEL_BUFFER), answers)
-        .await;
+    let mut up = up;
+    let broken = tokio::select! {
+        () = down.run(Drained::start(target_reader, CHANNEL_BUFFER), answers) => None,
+        ended = &mut up => match ended {
+            Ok(Ended::Broken(reason)) => Some(reason),
+            _ => None,
+        },
+    };
     up.abort();
+    if let Some(reason) = broken {
+        client.fail(&format!("sftp: {reason}")).await;
+    }
     let left_open = gate.lock().map(|mut g| g.finish()).unwrap_or_default();
     for event in left_open {
         live.record_best_effort(Some(client.id), event).await;
     }
     client.close().await;
+}
+
+/// How the client's side of an sftp channel ended.
+enum Ended {
+    /// The client closed (or the target went away).
+    Closed,
+    /// The client broke the protocol, or its requests cannot be recorded:
+    /// the channel ends at once.
+    Broken(String),
 }
 
 /// Requests: client -> gate -> store -> target (or an answer back).
@@ -95,7 +113,7 @@ async fn client_to_target(
     target: TargetWriter,
     (gate, mut ready): (Arc<Mutex<Gate>>, watch::Receiver<bool>),
     replies: mpsc::Sender<Bytes>,
-) {
+) -> Ended {
     let mut framer = Framer::default();
     let capture = live.scope().captures_payload();
     while let Some(msg) = client.next().await {
@@ -107,19 +125,19 @@ async fn client_to_target(
                         .await
                         .is_err()
                 {
-                    break;
+                    return broken(&live, id, &target, UNRECORDED).await;
                 }
                 framer.push(&data);
                 loop {
                     let packet = match framer.next_packet() {
                         Ok(Some(packet)) => packet,
                         Ok(None) => break,
-                        Err(e) => return protocol_error(&live, id, &target, &e.to_string()).await,
+                        Err(e) => return broken(&live, id, &target, &e.to_string()).await,
                     };
                     let verdict = loop {
                         let verdict = match gate.lock() {
                             Ok(mut gate) => gate.on_request(&packet),
-                            Err(_) => return,
+                            Err(_) => return Ended::Closed,
                         };
                         if !matches!(verdict, Ok(Verdict::Wait)) {
                             break verdict;
@@ -127,28 +145,28 @@ async fn client_to_target(
                         // The gate is learning the home: this request waits
                         // (and so does everything after it, in order).
                         if ready.wait_for(|r| *r).await.is_err() {
-                            return;
+                            return Ended::Closed;
                         }
                     };
                     match verdict {
                         Ok(Verdict::Forward(event)) => {
                             if let Some(event) = event {
                                 if live.record_or_stop(Some(id), event).await.is_err() {
-                                    return protocol_error(&live, id, &target, UNRECORDED).await;
+                                    return broken(&live, id, &target, UNRECORDED).await;
                                 }
                             }
                             if target.data_bytes(packet).await.is_err() {
-                                return;
+                                return Ended::Closed;
                             }
                         }
                         Ok(Verdict::Deny { event, reply }) => {
                             live.record_best_effort(Some(id), event).await;
                             if replies.send(reply).await.is_err() {
-                                return;
+                                return Ended::Closed;
                             }
                         }
                         Ok(Verdict::Wait) => {}
-                        Err(e) => return protocol_error(&live, id, &target, &e.to_string()).await,
+                        Err(e) => return broken(&live, id, &target, &e.to_string()).await,
                     }
                 }
             }
@@ -160,21 +178,23 @@ async fn client_to_target(
         }
     }
     let _ = target.close().await;
+    Ended::Closed
 }
 
 const UNRECORDED: &str = "the audit store cannot record sftp operations; stopped";
 
 /// Ends the target channel for a client that broke the protocol (or a
 /// store that cannot record), and says why in the store.
-async fn protocol_error(
+async fn broken(
     live: &LiveSession,
     id: russh::ChannelId,
     target: &ChannelWriteHalf<client::Msg>,
     reason: &str,
-) {
+) -> Ended {
     live.refuse_request(Some(id), RefusedRequest::Sftp, reason)
         .await;
     let _ = target.close().await;
+    Ended::Broken(reason.to_owned())
 }
 
 /// Responses: target -> gate -> client, with the bastion's own answers
