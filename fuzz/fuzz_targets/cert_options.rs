@@ -11,6 +11,7 @@ use portcullis::cert::options::{
     EXEC_OPTION, FORCE_COMMAND, OPEN_OPTION, PERMIT_PORT_FORWARDING, PERMIT_PTY, SOURCE_ADDRESS,
 };
 use portcullis::cert::{CertRefusal, CertScope};
+use portcullis::policy::CommandLine;
 use portcullis_fuzz::{fields, options};
 
 const KNOWN: [&str; 4] = [EXEC_OPTION, OPEN_OPTION, FORCE_COMMAND, SOURCE_ADDRESS];
@@ -42,8 +43,10 @@ fuzz_target!(|data: &[u8]| {
                 extensions.contains_key(PERMIT_PORT_FORWARDING)
             );
             if let Some(exec) = &scope.exec {
-                for command in ["uptime", "", "a; b"] {
-                    exec.matches_any(command);
+                for command in ["uptime", "a 'b c'", "x ..."] {
+                    if let Ok(line) = CommandLine::parse(command) {
+                        exec.matches_any(&line);
+                    }
                 }
             }
             for cidr in scope.source_address.iter().flatten() {

@@ -84,9 +84,9 @@ fn check(cert: &Certificate, peer: Option<IpAddr>) {
                 keys.ca.public_key().fingerprint(HashAlg::Sha256)
             );
             assert!(cert.valid_after() <= NOW && NOW < cert.valid_before());
-            assert!(verified.principals.iter().any(|p| p == LOGIN));
-            assert!(!verified.key_id.is_empty());
-            if let Some(allowed) = &verified.scope.source_address {
+            assert!(verified.principals().iter().any(|p| p == LOGIN));
+            assert!(!verified.key_id().is_empty());
+            if let Some(allowed) = &verified.scope().source_address {
                 let peer = peer.expect("a source-address cert admitted an unknown peer");
                 assert!(allowed.iter().any(|c| c.contains(peer)));
             }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::grants::request::{narrow, parse, GrantCommand, RequestError};
-use portcullis::policy::{Approval, ChannelGrants, CommandPattern, PatternSet, Role};
+use portcullis::policy::{
+    Approval, ChannelGrants, CommandLine, CommandPattern, OpenPatternSet, PatternSet, Role,
+};
 
 /// A restricted role and an unrestricted one.
 fn roles() -> &'static [Role; 2] {
@@ -19,10 +21,8 @@ fn roles() -> &'static [Role; 2] {
             name: name.to_owned(),
             targets: vec!["web1".to_owned(), "web2".to_owned()],
             exec: PatternSet::parse(exec).expect("fixed patterns parse"),
-            open: vec![
-                "127.0.0.1:5432".to_owned(),
-                "db.internal:8000-8099".to_owned(),
-            ],
+            open: OpenPatternSet::parse(&["127.0.0.1:5432", "db.internal:8000-8099"])
+                .expect("fixed patterns parse"),
             pty,
             max_ttl: Duration::from_secs(max_ttl),
             approval: Approval::Manual,
@@ -76,9 +76,10 @@ fuzz_target!(|data: &[u8]| {
             // command one of them allows; and a pattern a cert can carry.
             let parsed = CommandPattern::parse(pattern);
             assert!(parsed.is_ok(), "granted an unusable pattern {pattern:?}");
-            let literal = !pattern.contains('*');
+            let literal = parsed.is_ok_and(|p| p.is_literal());
+            let allowed = || CommandLine::parse(pattern).is_ok_and(|l| role.exec.matches_any(&l));
             assert!(
-                role_exec.contains(pattern) || (literal && role.exec.matches_any(pattern)),
+                role_exec.contains(pattern) || (literal && allowed()),
                 "{pattern:?} is wider than {role:?}"
             );
         }

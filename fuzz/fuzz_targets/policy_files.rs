@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::policy::Policy;
+use portcullis::policy::{Approval, Policy, RoleClaim};
 use portcullis_fuzz::{fields, text};
 
 const FILES: [&str; 3] = ["targets.toml", "roles.toml", "identities.toml"];
@@ -31,8 +31,25 @@ fuzz_target!(|data: &[u8]| {
                 }
                 for target in policy.targets.keys() {
                     for lifetime in [1, 600, u64::MAX] {
-                        let _ =
-                            policy.ceiling(&identity.name, target, Duration::from_secs(lifetime));
+                        let lifetime = Duration::from_secs(lifetime);
+                        let unnamed =
+                            policy.ceiling(&identity.name, target, lifetime, RoleClaim::Unnamed);
+                        // Unnamed: the auto-approved roles only.
+                        if let Ok(ceiling) = unnamed {
+                            for role in ceiling.roles() {
+                                assert_eq!(policy.roles[role].approval, Approval::Auto, "{role}");
+                            }
+                        }
+                        for role in &identity.roles {
+                            if let Ok(ceiling) = policy.ceiling(
+                                &identity.name,
+                                target,
+                                lifetime,
+                                RoleClaim::Named(role),
+                            ) {
+                                assert_eq!(ceiling.roles(), [role.clone()]);
+                            }
+                        }
                     }
                 }
             }

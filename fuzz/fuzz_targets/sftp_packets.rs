@@ -90,7 +90,10 @@ fn request(gate: &mut Gate, model: &mut Model, scope: &SftpDecision, packet: &[u
         Err(_) => {}
         Ok(Verdict::Wait) => assert!(!was_ready, "a request waited after the home was known"),
         Ok(Verdict::Forward(event)) => {
-            assert!(was_ready || kind == FXP_INIT, "forwarded before the home was known");
+            assert!(
+                was_ready || kind == FXP_INIT,
+                "forwarded before the home was known"
+            );
             let pending = match (&handle, kind) {
                 (Some(handle), FXP_CLOSE) => Pending::Close(handle.clone()),
                 (_, FXP_OPEN | FXP_OPENDIR) => Pending::Open,
@@ -125,7 +128,10 @@ fn request(gate: &mut Gate, model: &mut Model, scope: &SftpDecision, packet: &[u
             match parse_response(&reply) {
                 Ok(Response::Status { id: answered, code }) => {
                     assert_eq!(Some(answered), id, "answered another request");
-                    assert!(matches!(code, FX_PERMISSION_DENIED | FX_OP_UNSUPPORTED | FX_FAILURE));
+                    assert!(matches!(
+                        code,
+                        FX_PERMISSION_DENIED | FX_OP_UNSUPPORTED | FX_FAILURE
+                    ));
                 }
                 other => panic!("the bastion's answer is not a status: {other:?}"),
             }
@@ -146,7 +152,10 @@ fn response(gate: &mut Gate, model: &mut Model, scope: &SftpDecision, packet: &[
         assert!(!model.probed, "a second probe");
         model.probed = true;
         assert!(matches!(parsed, Ok(Response::Version)));
-        assert_eq!(open_packet(probe).ok().and_then(|(_, id, _)| id), Some(PROBE_ID));
+        assert_eq!(
+            open_packet(probe).ok().and_then(|(_, id, _)| id),
+            Some(PROBE_ID)
+        );
     }
     match parsed {
         Ok(Response::Name { id, first }) if id == PROBE_ID && !answer.forward => {
@@ -170,7 +179,11 @@ fn response(gate: &mut Gate, model: &mut Model, scope: &SftpDecision, packet: &[
         }
         _ => {}
     }
-    assert_eq!(gate.home(), model.home.as_deref(), "the home is only the probe's answer");
+    assert_eq!(
+        gate.home(),
+        model.home.as_deref(),
+        "the home is only the probe's answer"
+    );
     for event in answer.events {
         match event {
             Event::SftpClosed { path, .. } => assert_in_scope(scope, &path),

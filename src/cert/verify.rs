@@ -6,6 +6,10 @@
 //!
 //! Invariant: a [`VerifiedCert`] exists only when every check passed: its
 //! fields are private and [`verify_user_cert`] is its only maker.
+//!
+//! ```compile_fail,E0451
+//! let forged = portcullis::cert::VerifiedCert { key_id: "agent-7".into(), ..todo!() };
+//! ```
 
 use std::net::IpAddr;
 use std::path::PathBuf;

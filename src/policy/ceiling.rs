@@ -8,6 +8,10 @@
 //! manual-approval role is never reached by a certificate that does not
 //! name it. The fields are private and [`Policy::ceiling`] is the only
 //! maker: holding a `Ceiling` proves the policy was asked.
+//!
+//! ```compile_fail,E0451
+//! let forged = portcullis::policy::Ceiling { pty: true, ..todo!() };
+//! ```
 
 use std::time::Duration;
 

@@ -10,19 +10,19 @@
 //!
 //! A permit cannot be made outside this module:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0451
 //! use portcullis::session::Recorded;
 //! let forged: Recorded<u32> = Recorded { session: todo!(), channel: None, action: 1 };
 //! ```
 //!
 //! nor can a decision be made outside the scope, so none can be wrapped:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0451
 //! use portcullis::session::scope::ExecDecision;
 //! let forged = ExecDecision { requested: String::new(), run: "rm -rf /".into(), instead_of: None };
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0451
 //! use portcullis::session::scope::ForwardDecision;
 //! let forged = ForwardDecision { host: "x".into(), port: 22, address: "127.0.0.1:22".parse().unwrap() };
 //! ```

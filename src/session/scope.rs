@@ -10,6 +10,14 @@
 //! the cert is `None` only for a plain cert (the ceiling decides); an
 //! explicit cert's empty dimension allows nothing. A forced command applies
 //! to every channel kind: exec, shell and subsystem alike.
+//!
+//! Only the session layer makes a scope (at admission):
+//!
+//! ```compile_fail,E0624
+//! fn widen(cert: &portcullis::cert::VerifiedCert, ceiling: portcullis::policy::Ceiling) {
+//!     let _ = portcullis::session::Scope::new(cert, ceiling, 1 << 20);
+//! }
+//! ```
 
 mod files;
 mod forward;
