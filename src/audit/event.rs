@@ -1,4 +1,5 @@
-//! The audit event vocabulary (the kinds are listed in docs/EVENTS.md).
+//! The audit event vocabulary (every kind and its fields are listed in
+//! docs/CONTRACT.md).
 //!
 //! Invariant: an event is stored as its `kind` plus a JSON object of its
 //! kind-specific fields (`detail`), and [`Event::decode`] of what

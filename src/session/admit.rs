@@ -102,3 +102,73 @@ pub async fn open(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::{DirectWriter, Reader};
+    use crate::grants::{db, RevokeSelector};
+    use crate::session::scope::testing::cert_and_ceiling;
+
+    const SINGLE: &str = "[roles.ops]\ntargets = [\"web1\"]\nexec = [\"uptime\"]\nmax_ttl = \"15m\"\napproval = \"auto\"\nsingle_session = true\n";
+
+    fn limits() -> SessionLimits {
+        SessionLimits {
+            idle_timeout: Duration::from_secs(60),
+            max_command_bytes: 1024,
+        }
+    }
+
+    fn arrival() -> Arrival {
+        Arrival {
+            login: "web1".into(),
+            client_addr: "127.0.0.1:1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn of_two_simultaneous_first_uses_exactly_one_opens_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.db");
+        let store = Store::open(&path).unwrap();
+        let (cert, ceiling) = cert_and_ceiling(SINGLE, &[], &[]);
+        let (a, b) = tokio::join!(
+            open(&store, cert.clone(), ceiling.clone(), arrival(), limits()),
+            open(&store, cert, ceiling, arrival(), limits()),
+        );
+        let refused = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(AdmitRefusal::State(CertState::Spent(_)))))
+            .count();
+        assert_eq!((a.is_ok() as u8 + b.is_ok() as u8, refused), (1, 1));
+        let sessions = Reader::open(&path)
+            .unwrap()
+            .list_sessions(&Default::default())
+            .unwrap();
+        assert_eq!(
+            sessions.len(),
+            1,
+            "a claim is never spent without its session"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revocation_committed_before_admission_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.db");
+        let store = Store::open(&path).unwrap();
+        let (cert, ceiling) = cert_and_ceiling(SINGLE, &[], &[]);
+        let selector = RevokeSelector::Fingerprint(cert.fingerprint().to_owned());
+        DirectWriter::open(&path)
+            .unwrap()
+            .transact(|txn| db::revoke(txn, &selector, "test", None))
+            .unwrap();
+        let refused = open(&store, cert, ceiling, arrival(), limits()).await;
+        assert!(matches!(
+            refused,
+            Err(AdmitRefusal::State(CertState::Revoked { .. }))
+        ));
+    }
+}

@@ -6,6 +6,7 @@ mod events;
 mod fail_closed;
 mod recovery;
 mod replies_first;
+mod txn;
 mod verify;
 mod writer;
 

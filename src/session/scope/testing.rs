@@ -6,14 +6,28 @@ use std::path::Path;
 
 use super::Scope;
 use crate::cert::verify::testing::verified;
-use crate::policy::{Policy, RoleClaim};
+use crate::cert::VerifiedCert;
+use crate::policy::{Ceiling, Policy, RoleClaim};
 
-const NOW: u64 = 1_800_000_000;
+/// Now, so that admitted sessions do not expire under a test.
+fn now() -> u64 {
+    crate::clock::now_unix()
+}
 
 /// Target `web1`; `roles` is the text of roles.toml (roles on `web1`),
 /// all held by identity `agent-7`; the cert for `agent-7` on `web1` has
 /// these critical options and extensions, and lives ten minutes.
 pub(crate) fn scope(roles: &str, critical: &[(&str, &str)], extensions: &[(&str, &str)]) -> Scope {
+    let (cert, ceiling) = cert_and_ceiling(roles, critical, extensions);
+    Scope::new(&cert, ceiling, 1024)
+}
+
+/// The verified cert and its ceiling that [`scope`] makes a scope of.
+pub(crate) fn cert_and_ceiling(
+    roles: &str,
+    critical: &[(&str, &str)],
+    extensions: &[(&str, &str)],
+) -> (VerifiedCert, Ceiling) {
     let names: Vec<String> = roles
         .lines()
         .filter_map(|l| l.trim().strip_prefix("[roles."))
@@ -26,7 +40,7 @@ pub(crate) fn scope(roles: &str, critical: &[(&str, &str)], extensions: &[(&str,
         Ok(policy) => policy,
         Err(errors) => panic!("test policy: {errors}"),
     };
-    let cert = match verified("agent-7", &["web1"], critical, extensions, NOW, 600) {
+    let cert = match verified("agent-7", &["web1"], critical, extensions, now(), 600) {
         Ok(cert) => cert,
         Err(e) => panic!("test cert: {e}"),
     };
@@ -38,5 +52,5 @@ pub(crate) fn scope(roles: &str, critical: &[(&str, &str)], extensions: &[(&str,
         Ok(ceiling) => ceiling,
         Err(refusal) => panic!("test ceiling: {refusal}"),
     };
-    Scope::new(&cert, ceiling, 1024)
+    (cert, ceiling)
 }
