@@ -40,6 +40,14 @@ fn revoke_by_serial_zero_is_refused_and_points_to_fingerprint() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--fingerprint"), "{stderr}");
     assert_output(&agent.run("echo after"), 0, "after\n");
+
+    // `portcullis check` warns that a CA hands out serial 0, and passes.
+    let check = b.cli_ok("check", &[]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains("warning") && said.contains("serial 0") && said.contains("-z"),
+        "{said}"
+    );
 }
 
 #[test]

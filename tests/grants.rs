@@ -197,3 +197,55 @@ fn flooding_requests_are_refused_and_others_are_unaffected() {
     assert_output(&b.granted_agent().run("echo still-here"), 0, "still-here\n");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// `ssh-keygen -L` of a cert: its critical options and extensions.
+fn cert_listing(cert: &std::path::Path) -> String {
+    let out = run_ok(
+        std::process::Command::new("ssh-keygen")
+            .arg("-L")
+            .arg("-f")
+            .arg(cert),
+        "ssh-keygen -L",
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn both_issuing_paths_give_the_same_cert_and_the_same_record() {
+    // A listen-only role: the request flow once forgot permit-port-forwarding
+    // for it, and wrote a different audit event than `portcullis grant`.
+    let remote = free_port();
+    let listen = format!("127.0.0.1:{remote}");
+    let (b, id) = with_identity(Setup::standard().with_role(|r| r.listen(&[&listen])));
+    let requested = b.new_key();
+    let out = id.request(&b, &requested, "--role ops --ttl 5m --task T-1");
+    assert_eq!(out.code, 0, "{out:?}");
+    let granted = b.new_key();
+    grant(&b, AGENT, ROLE, "5m", &granted, Some("T-1"));
+
+    for key in [&requested, &granted] {
+        let listing = cert_listing(&key.cert_path());
+        // ssh-keygen shows options it does not know by name only.
+        for expected in [
+            "role@portcullis",
+            "exec@portcullis",
+            "open@portcullis",
+            "listen@portcullis",
+            "sftp@portcullis",
+            "permit-port-forwarding",
+        ] {
+            assert!(listing.contains(expected), "{expected} missing:\n{listing}");
+        }
+    }
+    let issued = stored_events(&b, "grant.issued");
+    assert_eq!(issued.len(), 2, "{issued:#?}");
+    assert!(issued
+        .iter()
+        .all(|e| e["role"] == ROLE && e["identity"] == AGENT));
+
+    // And the listener works with the requested cert.
+    let agent = b.agent_with(requested);
+    let spec = format!("{listen}:127.0.0.1:9");
+    assert!(try_remote_forward(&agent, &spec, remote).bound);
+    wait_for_event(&b, "listen.opened", |e| e["address"] == listen.as_str());
+}

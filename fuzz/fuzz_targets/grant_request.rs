@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     for role in roles() {
-        let scope = match narrow(role, &args) {
+        let scope = match narrow(role, &args.ttl, &args.narrowing) {
             Ok(scope) => scope,
             Err(error) => {
                 assert!(!error.to_string().contains('\n'), "{error:?}");

@@ -133,7 +133,7 @@ async fn request(
         .roles
         .get(&args.role)
         .ok_or_else(|| GrantError::UnknownRole(args.role.clone()))?;
-    let scope = request::narrow(role, args)?;
+    let scope = request::narrow(role, &args.ttl, &args.narrowing)?;
     let key = read_task_key(stdin).await?;
     let order = grants::order_for(
         &ctx.policy,
@@ -243,26 +243,9 @@ async fn answer(
                 .unwrap_or_default(),
         }),
         RequestStatus::Approved => {
-            let approver = record
-                .decided_by
-                .clone()
-                .unwrap_or_else(|| "operator".into());
-            let key = PublicKey::from_openssh(&record.pubkey).map_err(|_| Refusal::NotAKey)?;
-            // The policy as it stands now: a role taken away since the
-            // request is not issued.
-            let order = grants::order_for(
-                &ctx.policy,
-                Asked {
-                    identity: &who.identity.name,
-                    role: &record.role,
-                    task: record.task.clone(),
-                    reason: record.reason.clone(),
-                    scope: record.scope.clone(),
-                    pubkey: key,
-                    approver: approver.clone(),
-                },
-            )?;
-            deliver(ctx, client, order.for_request(id, &approver)).await
+            let approver = record.decided_by.as_deref().unwrap_or("operator");
+            let order = grants::order_for_request(&ctx.policy, record, approver)?;
+            deliver(ctx, client, order).await
         }
         RequestStatus::Issued => {
             let issued = ctx

@@ -12,7 +12,7 @@ use russh::keys::{PrivateKey, PublicKey};
 
 use super::db::{self, IssuedGrant};
 use super::request;
-use super::{GrantError, GrantScope};
+use super::{GrantError, GrantScope, RequestRecord};
 use crate::audit::{Abort, Event, Txn};
 use crate::cert::cert_fingerprint;
 use crate::cert::sign::{sign_task_cert, TaskCertSpec};
@@ -115,6 +115,30 @@ pub fn order_for(policy: &Policy, asked: Asked<'_>) -> Result<IssueOrder, GrantE
         request_id: None,
         approver: asked.approver,
     })
+}
+
+/// The order of a stored request, checked again against the policy as it
+/// stands now (a role taken away since the request is not issued).
+pub fn order_for_request(
+    policy: &Policy,
+    record: &RequestRecord,
+    approver: &str,
+) -> Result<IssueOrder, GrantError> {
+    let pubkey = PublicKey::from_openssh(&record.pubkey)
+        .map_err(|_| GrantError::Corrupt("request public key"))?;
+    let order = order_for(
+        policy,
+        Asked {
+            identity: &record.identity,
+            role: &record.role,
+            task: record.task.clone(),
+            reason: record.reason.clone(),
+            scope: record.scope.clone(),
+            pubkey,
+            approver: approver.to_owned(),
+        },
+    )?;
+    Ok(order.for_request(record.id, approver))
 }
 
 impl GrantScope {

@@ -18,7 +18,7 @@ pub mod request;
 use serde::{Deserialize, Serialize};
 
 pub use db::{CertFacts, CertState, GrantsReader};
-pub use issue::{issue, order_for, IssueOrder, Issued};
+pub use issue::{issue, order_for, order_for_request, IssueOrder, Issued};
 
 /// Why a grant operation did not happen; Display is one line for the
 /// requester's terminal, the operator and the audit row.

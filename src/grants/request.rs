@@ -41,18 +41,26 @@ pub struct RequestArgs {
     pub task: Option<String>,
     #[arg(long)]
     pub reason: Option<String>,
-    /// Narrow to these targets (repeatable)
+    #[command(flatten)]
+    pub narrowing: Narrowing,
+    /// Seconds to wait for a manual approval
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+}
+
+/// How a grant narrows its role (the requester's and the operator's
+/// flags alike); left out, each part is the role's.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Narrowing {
+    /// Narrow to these targets of the role (repeatable)
     #[arg(long = "target")]
     pub targets: Vec<String>,
     /// Narrow to these command patterns (repeatable)
     #[arg(long = "exec")]
     pub exec: Vec<String>,
-    /// Narrow to these host:port forwards (repeatable)
+    /// Narrow to these host:port forwards of the role (repeatable)
     #[arg(long = "open")]
     pub open: Vec<String>,
-    /// Seconds to wait for a manual approval
-    #[arg(long, default_value_t = 60)]
-    pub wait: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,13 +110,14 @@ fn first_line(text: &str) -> String {
     line.trim_start_matches("error: ").to_string()
 }
 
-/// The scope of a request within `role`: the role's whole scope, with
-/// targets, commands and forwards narrowed where the request names them.
-pub fn narrow(role: &Role, args: &RequestArgs) -> Result<GrantScope, RequestError> {
-    let ttl = policy::parse_duration(&args.ttl).map_err(|e| RequestError::Ttl(e.to_string()))?;
+/// The scope of a grant within `role` for `ttl`: the role's whole scope,
+/// with targets, commands and forwards narrowed where `args` names them.
+pub fn narrow(role: &Role, ttl: &str, args: &Narrowing) -> Result<GrantScope, RequestError> {
+    let requested = ttl;
+    let ttl = policy::parse_duration(ttl).map_err(|e| RequestError::Ttl(e.to_string()))?;
     if ttl > role.max_ttl {
         return Err(RequestError::TtlTooLong {
-            requested: args.ttl.clone(),
+            requested: requested.to_owned(),
             max: policy::format_duration(role.max_ttl),
             role: role.name.clone(),
         });
@@ -223,7 +232,7 @@ mod tests {
             panic!("not a request: {parsed:?}");
         };
         assert_eq!(args.reason.as_deref(), Some("fix nginx"));
-        assert_eq!(args.exec, vec!["systemctl status *".to_string()]);
+        assert_eq!(args.narrowing.exec, vec!["systemctl status *".to_string()]);
     }
 
     #[test]
@@ -249,7 +258,7 @@ mod tests {
         let Ok(GrantCommand::Request(args)) = parsed else {
             panic!("not a request: {parsed:?}");
         };
-        match narrow(&role, &args) {
+        match narrow(&role, &args.ttl, &args.narrowing) {
             Err(RequestError::BadPattern { pattern, .. }) => assert_eq!(pattern, ""),
             other => panic!("expected a refused pattern, got {other:?}"),
         }
@@ -257,7 +266,9 @@ mod tests {
         let Ok(GrantCommand::Request(args)) = parsed else {
             panic!("not a request: {parsed:?}");
         };
-        assert!(narrow(&role, &args).is_ok_and(|scope| scope.exec == ["uptime"]));
+        assert!(
+            narrow(&role, &args.ttl, &args.narrowing).is_ok_and(|scope| scope.exec == ["uptime"])
+        );
     }
 
     #[test]

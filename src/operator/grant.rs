@@ -14,7 +14,7 @@ use crate::audit::{Abort, DirectWriter};
 use crate::cert::keyfile;
 use crate::clock;
 use crate::config::Config;
-use crate::grants::request::{narrow, RequestArgs};
+use crate::grants::request::{narrow, Narrowing};
 use crate::grants::{admin, issue, issue::Asked, order_for};
 use crate::policy::Policy;
 
@@ -35,15 +35,8 @@ pub struct GrantArgs {
     /// Task id recorded with every session of this cert
     #[arg(long)]
     pub task: Option<String>,
-    /// Narrow to these targets of the role (repeatable)
-    #[arg(long = "target")]
-    pub targets: Vec<String>,
-    /// Narrow to these command patterns of the role (repeatable)
-    #[arg(long = "exec")]
-    pub exec: Vec<String>,
-    /// Narrow to these forwards of the role (repeatable)
-    #[arg(long = "open")]
-    pub open: Vec<String>,
+    #[command(flatten)]
+    pub narrowing: Narrowing,
 }
 
 pub fn run(config: &Config, args: &GrantArgs) -> anyhow::Result<()> {
@@ -52,17 +45,7 @@ pub fn run(config: &Config, args: &GrantArgs) -> anyhow::Result<()> {
     let Some(role) = policy.roles.get(&args.role) else {
         bail!("role {:?} is not in the policy", args.role);
     };
-    let request = RequestArgs {
-        role: args.role.clone(),
-        ttl: args.ttl.clone(),
-        task: args.task.clone(),
-        reason: None,
-        targets: args.targets.clone(),
-        exec: args.exec.clone(),
-        open: args.open.clone(),
-        wait: 0,
-    };
-    let scope = narrow(role, &request).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scope = narrow(role, &args.ttl, &args.narrowing).map_err(|e| anyhow::anyhow!("{e}"))?;
     let pubkey = keyfile::read_public(&args.pubkey)?;
     let order = order_for(
         &policy,

@@ -1,0 +1,36 @@
+//! The grants tables: SQL for requests, issued grants, single-use claims,
+//! revocations and suspensions (their schema is the store's, `audit`).
+//!
+//! Invariant: every write here runs inside an `audit::Txn` and chains the
+//! event that says what happened in the same transaction, so a grant-state
+//! change and its record commit together or not at all. Reads take any
+//! connection and never write.
+
+mod claims;
+mod reader;
+mod requests;
+mod revocations;
+
+use crate::audit::Abort;
+
+use super::GrantError;
+
+pub use claims::{cert_state, claim, issued_at, CertFacts, CertState};
+pub use reader::GrantsReader;
+pub(in crate::grants) use requests::record_grant;
+pub use requests::{cert_for_request, create_request, decide, request, requests, IssuedGrant};
+pub use revocations::{
+    is_suspended, last_revocation_id, reinstate, revocation_of, revocations_after, revoke,
+};
+
+type Op<T> = Result<T, Abort<GrantError>>;
+
+fn refused<T>(e: GrantError) -> Op<T> {
+    Err(Abort::Refused(e))
+}
+
+fn sql<T>(e: rusqlite::Error) -> Abort<T> {
+    Abort::from(e)
+}
+
+type RowResult<T> = rusqlite::Result<Result<T, GrantError>>;
