@@ -112,3 +112,33 @@ fn exit_status_that_cannot_be_recorded_is_not_delivered() {
     assert_eq!(lines.len(), 1, "{out:?}");
     assert!(lines[0].starts_with("portcullis: error:"), "{out:?}");
 }
+
+#[test]
+fn a_flood_of_environment_requests_is_bounded() {
+    let b = Bastion::start(Setup::standard());
+    // 150 variables the bastion would pass (LC_*) and 150 it refuses.
+    let mut vars: Vec<String> = (0..150).map(|i| format!("LC_X{i}=C")).collect();
+    vars.extend((0..150).map(|i| format!("NOPE{i}=x")));
+    let set_env = format!("SetEnv={}", vars.join(" "));
+
+    let out = b
+        .granted_agent()
+        .run_ssh(Tty::Never, &["-o", &set_env], Some("echo runs"));
+
+    assert_output(&out, 0, "runs\n");
+    let rows = stored_events(&b, "env.allowed").len()
+        + stored_events(&b, "request.refused")
+            .iter()
+            .filter(|e| {
+                e["request"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("env ")
+            })
+            .count();
+    assert!(
+        rows <= 64,
+        "{rows} rows for 300 env requests: at most 64 a channel are decided and recorded"
+    );
+    assert!(rows >= 32, "the first ones are decided as usual: {rows}");
+}

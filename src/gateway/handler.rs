@@ -208,6 +208,7 @@ impl russh::server::Handler for ConnectionHandler {
                 reply.accept().await;
                 let (link, handle) = (link.clone(), session.handle());
                 let prepared = self.prepared.clone();
+                prepared.open(channel.id());
                 tokio::spawn(async move {
                     channel::serve_session_channel(link, channel, handle, prepared).await;
                     drop(count);
@@ -309,6 +310,9 @@ impl russh::server::Handler for ConnectionHandler {
         let Some(link) = self.session() else {
             return session.channel_failure(channel);
         };
+        if !self.prepared.pty_room(channel) {
+            return session.channel_failure(channel);
+        }
         let request = PtyRequest {
             term: term.to_owned(),
             cols,
@@ -367,12 +371,12 @@ impl russh::server::Handler for ConnectionHandler {
         value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let decided = match self.session() {
-            Some(link) if self.prepared.env_room(channel) => {
-                link.live.authorize_env(channel, name, value).await.ok()
-            }
-            _ => None,
+        // Past the channel's bound (or on a channel that is not open) a
+        // variable is refused unrecorded and takes no place in line.
+        let Some(link) = self.session().filter(|_| self.prepared.env_room(channel)) else {
+            return session.channel_failure(channel);
         };
+        let decided = link.live.authorize_env(channel, name, value).await.ok();
         let granted = decided.is_some();
         self.prepared.push_env(channel, decided);
         if granted {

@@ -10,7 +10,10 @@
 //!
 //! Invariant: the channel task applies exactly the decisions the handler
 //! recorded for its channel, in the order the requests came; nothing here
-//! decides anything.
+//! decides anything. Only open session channels have an entry (a request
+//! naming any other channel number is refused unrecorded), and each holds
+//! a bounded number of decisions, so requests cannot grow memory or the
+//! store without bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -26,17 +29,36 @@ pub struct Prepared {
     channels: Mutex<HashMap<ChannelId, Channel>>,
 }
 
+/// Terminal requests one channel may have decided (and recorded).
+const MAX_PTY_REQUESTS: usize = 8;
+
 #[derive(Default)]
 struct Channel {
     /// `None`: that request was refused.
     pty: VecDeque<Option<Recorded<PtyDecision>>>,
     env: VecDeque<Option<Recorded<EnvDecision>>>,
-    /// Variables decided on this channel: past the bound they are refused
-    /// without a record, so env requests cannot flood the store.
+    /// Requests decided on this channel, for the bounds.
+    pty_decided: usize,
     env_decided: usize,
 }
 
 impl Prepared {
+    /// A session channel was opened: it may have requests decided.
+    pub fn open(&self, id: ChannelId) {
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.insert(id, Channel::default());
+        }
+    }
+
+    /// Whether another terminal request of this open channel may be
+    /// decided (and recorded); counts it.
+    pub fn pty_room(&self, id: ChannelId) -> bool {
+        self.with(id, |c| {
+            c.pty_decided += 1;
+            c.pty_decided <= MAX_PTY_REQUESTS
+        })
+    }
+
     pub fn push_pty(&self, id: ChannelId, pty: Option<Recorded<PtyDecision>>) {
         self.with(id, |c| c.pty.push_back(pty));
     }
@@ -45,8 +67,9 @@ impl Prepared {
         self.with(id, |c| c.pty.pop_front().flatten())
     }
 
-    /// Whether another variable of this channel may still be decided (and
-    /// recorded); counts it.
+    /// Whether another variable of this open channel may be decided (and
+    /// recorded); counts it. Past the bound variables are refused
+    /// unrecorded.
     pub fn env_room(&self, id: ChannelId) -> bool {
         self.with(id, |c| {
             c.env_decided += 1;
@@ -69,9 +92,11 @@ impl Prepared {
         }
     }
 
+    /// `f` on an open channel's entry; the default (nothing, no room) for
+    /// any other channel number.
     fn with<T: Default>(&self, id: ChannelId, f: impl FnOnce(&mut Channel) -> T) -> T {
         match self.channels.lock() {
-            Ok(mut channels) => f(channels.entry(id).or_default()),
+            Ok(mut channels) => channels.get_mut(&id).map(f).unwrap_or_default(),
             Err(_) => T::default(),
         }
     }
