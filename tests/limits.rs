@@ -95,6 +95,7 @@ fn sessions_per_identity_are_capped() {
         assert_cert_refused(&agent, "max_sessions_per_identity");
         assert_eq!(first.join().unwrap().0.code, 0);
     });
+    wait_for_refusal(&b, "limit.hit", "max_sessions_per_identity");
 }
 
 #[test]

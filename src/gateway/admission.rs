@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use russh::keys::ssh_key::Certificate;
 use russh::keys::HashAlg;
 
+use super::connection;
+use super::limits::Limit;
 use super::ServerContext;
 use crate::audit::{Event, Store};
 use crate::cert::{cert_fingerprint, verify_user_cert, CertRefusal};
@@ -63,6 +65,11 @@ pub async fn admit(
     let opened = decide_and_open(ctx, cert, login, peer, &client_addr).await;
     if let Err(refusal) = &opened {
         record_refusal(&ctx.store, Some(cert), login, &client_addr, refusal).await;
+        if let (AuthRefusal::TooManySessions { identity, .. }, Some(peer)) = (refusal, peer) {
+            let reason = refusal.to_string();
+            let limit = Limit::MaxSessionsPerIdentity;
+            connection::record_limit(ctx, limit, peer, Some(identity), &reason).await;
+        }
     }
     opened
 }
