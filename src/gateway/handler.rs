@@ -424,6 +424,12 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(false);
         };
         if self.remote_forwards.has(address, *port) {
+            let request = RefusedRequest::TcpipForward {
+                address: address.to_owned(),
+                port: *port,
+            };
+            let reason = "a listener on this address is open already";
+            link.live.refuse_request(None, request, reason).await;
             return Ok(false);
         }
         match link.live.authorize_listen(address, *port).await {

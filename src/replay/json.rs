@@ -1,6 +1,6 @@
 //! The `--json` forms of `sessions`, `show` and `verify`.
 //!
-//! Invariant: the shapes are exactly those fixed in design/interfaces.md
+//! Invariant: the shapes are exactly those fixed in docs/CONTRACT.md
 //! (tests and tools rely on them): a session object, and an event object of
 //! `seq`, `at`, `offset_us`, `channel`, `kind` and the kind's own fields;
 //! times are RFC 3339 UTC with microseconds. `session.start` is the

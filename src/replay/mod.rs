@@ -1,5 +1,5 @@
 //! What reviewers read: `sessions`, `show` and `verify` output, as text for a
-//! terminal and as the stable `--json` shapes of design/interfaces.md; and
+//! terminal and as the stable `--json` shapes of docs/CONTRACT.md; and
 //! what they play: `replay` in the terminal, `export` as asciicast or JSON.
 //!
 //! Invariant: reviewer commands only read the store (a read-only
