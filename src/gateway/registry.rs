@@ -101,7 +101,11 @@ impl LiveRegistry {
 /// Watches the grants tables for revocations (from any process) for as long
 /// as the server runs.
 pub async fn watch_revocations(ctx: Arc<ServerContext>) {
-    let mut last = match ctx.grants.run(db::last_revocation_id).await {
+    let mut last = match ctx
+        .grants
+        .run(|conn| Ok(db::last_revocation_id(conn)?))
+        .await
+    {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations; watching from the start");

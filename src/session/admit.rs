@@ -78,10 +78,7 @@ pub async fn open(
             if let Err(state) = db::cert_state(txn.conn(), &facts, single_use)? {
                 return Err(Abort::Refused(state));
             }
-            let seen = db::last_revocation_id(txn.conn()).map_err(|e| match e {
-                crate::grants::GrantError::Sqlite(e) => Abort::from(e),
-                other => Abort::Failed(crate::audit::StoreError::Unavailable(other.to_string())),
-            })?;
+            let seen = db::last_revocation_id(txn.conn())?;
             let id = txn.begin_session(&start)?;
             if single_use {
                 db::claim(txn, &facts, id)?;

@@ -49,6 +49,8 @@ pub enum UpstreamError {
     Credential { target: String, reason: String },
     #[error("target {target}: {reason}")]
     Protocol { target: String, reason: String },
+    #[error("the session has ended")]
+    SessionEnded,
 }
 
 /// The signing key targets trust, held by the server for the whole run.
@@ -81,11 +83,18 @@ pub type UpstreamResult = Result<Arc<Upstream>, Arc<UpstreamError>>;
 
 /// A session's one connection to its target, dialled on first use (the
 /// SSH front starts a dial as soon as the session is admitted) and again
-/// only when the target dropped it. Channels asking at once share it.
+/// only when the target dropped it, never once the session ended.
+/// Channels asking at once share it.
 pub struct Link {
     session: Arc<LiveSession>,
     authority: Arc<UpstreamAuthority>,
-    slot: tokio::sync::Mutex<Option<UpstreamResult>>,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+enum Slot {
+    Empty,
+    Dialled(UpstreamResult),
+    Closed,
 }
 
 impl Link {
@@ -93,29 +102,30 @@ impl Link {
         Link {
             session,
             authority,
-            slot: tokio::sync::Mutex::new(None),
+            slot: tokio::sync::Mutex::new(Slot::Empty),
         }
     }
 
     /// The live connection, or a new dial (the lock is held while dialling).
     pub async fn get(&self) -> UpstreamResult {
         let mut slot = self.slot.lock().await;
-        if let Some(Ok(upstream)) = slot.as_ref() {
-            if !upstream.is_closed() {
-                return Ok(upstream.clone());
-            }
+        match &*slot {
+            Slot::Closed => return Err(Arc::new(UpstreamError::SessionEnded)),
+            Slot::Dialled(Ok(upstream)) if !upstream.is_closed() => return Ok(upstream.clone()),
+            _ => {}
         }
         let dialled = Upstream::dial(&self.session, &self.authority)
             .await
             .map(Arc::new)
             .map_err(Arc::new);
-        *slot = Some(dialled.clone());
+        *slot = Slot::Dialled(dialled.clone());
         dialled
     }
 
-    /// Disconnects from the target (the session ended).
+    /// Disconnects from the target for good (the session ended).
     pub async fn close(&self) {
-        if let Some(Ok(upstream)) = self.slot.lock().await.take() {
+        let previous = std::mem::replace(&mut *self.slot.lock().await, Slot::Closed);
+        if let Slot::Dialled(Ok(upstream)) = previous {
             upstream.close().await;
         }
     }

@@ -131,12 +131,11 @@ pub fn revocations_after(conn: &Connection, after: i64) -> Result<Vec<Revocation
     Ok(out)
 }
 
-pub fn last_revocation_id(conn: &Connection) -> Result<i64, GrantError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM revocations", [], |r| {
-            r.get(0)
-        })?,
-    )
+/// The newest revocation's id (0 when there is none).
+pub fn last_revocation_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM revocations", [], |r| {
+        r.get(0)
+    })
 }
 
 const REVOCATION_COLUMNS: &str = "SELECT id, at_us, kind, value, by, reason FROM revocations";
