@@ -62,7 +62,7 @@ pub async fn run(link: &SessionLink, client: ClientChannel, reader: ChannelReadH
     let target_writer: TargetWriter = Arc::new(target_writer);
     let (replies, answers) = mpsc::channel(64);
     let (ready_tx, ready_rx) = watch::channel(false);
-    let up = tokio::spawn(client_to_target(
+    let mut up = tokio::spawn(client_to_target(
         live.clone(),
         client.id,
         Drained::start(reader, CHANNEL_BUFFER),
@@ -77,7 +77,6 @@ pub async fn run(link: &SessionLink, client: ClientChannel, reader: ChannelReadH
         target: &target_writer,
         ready: &ready_tx,
     };
-    let mut up = up;
     let broken = tokio::select! {
         () = down.run(Drained::start(target_reader, CHANNEL_BUFFER), answers) => None,
         ended = &mut up => match ended {
