@@ -6,6 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use portcullis::policy::reference::{star_word_matches, unquoted_shell_syntax};
 use portcullis::policy::{CommandLine, CommandPattern};
 use portcullis_fuzz::{fields, text};
 
@@ -53,40 +54,6 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// What, outside single quotes, the command parse should have refused;
-/// reads `command` as the shell does (a `'` toggles quoting).
-fn unquoted_shell_syntax(command: &str) -> Option<String> {
-    let mut quoted = false;
-    let mut previous: Option<char> = None;
-    for c in command.chars() {
-        let word_start = matches!(previous, None | Some(' ')) && !quoted;
-        if c.is_ascii_control() {
-            return Some(format!("control character {c:?}"));
-        }
-        if c == '\'' {
-            if !quoted && !word_start {
-                return Some("quote inside a word".into());
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            if previous == Some('\'') && c != ' ' {
-                return Some("text after a closing quote".into());
-            }
-            if ";&|$`()<>#\\\"*?[]{}".contains(c) {
-                return Some(format!("{c:?}"));
-            }
-            if c == '~' && (word_start || matches!(previous, Some('=' | ':'))) {
-                return Some("tilde expansion".into());
-            }
-            if c == '=' && word_start {
-                return Some("leading '='".into());
-            }
-        }
-        previous = Some(c);
-    }
-    quoted.then(|| "unbalanced quote".into())
-}
-
 /// The pattern's words with every unquoted `*` as STAR, read by the
 /// command parse (a parsed pattern quotes only whole words, so a `'`
 /// toggles quoting), then matched word by word with a DP per word.
@@ -122,25 +89,7 @@ fn oracle(pattern: &str, command: &[String]) -> bool {
     count_fits
         && words.iter().zip(command).all(|(glob, word)| {
             let path = glob.contains('/') && glob.contains(STAR);
-            star_dp(glob, word) && !(path && word.split('/').any(|part| part == ".."))
+            star_word_matches(glob, word, STAR)
+                && !(path && word.split('/').any(|part| part == ".."))
         })
-}
-
-/// The obviously correct definition of one star word.
-fn star_dp(glob: &str, word: &str) -> bool {
-    let word: Vec<char> = word.chars().collect();
-    let mut row = vec![false; word.len() + 1];
-    row[0] = true;
-    for p in glob.chars() {
-        let mut next = vec![false; word.len() + 1];
-        for j in 0..=word.len() {
-            next[j] = if p == STAR {
-                row[j] || (j > 0 && next[j - 1])
-            } else {
-                j > 0 && row[j - 1] && word[j - 1] == p
-            };
-        }
-        row = next;
-    }
-    row[word.len()]
 }

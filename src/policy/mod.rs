@@ -17,6 +17,8 @@ mod open;
 mod paths;
 mod pattern;
 mod raw;
+#[cfg(any(test, fuzzing))]
+pub mod reference;
 mod star;
 mod syntax;
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
+use crate::policy::reference::{star_word_matches, unquoted_shell_syntax};
 use crate::policy::{CommandLine, CommandPattern};
 
 /// Characters that mean themselves to the shell (most of the time: `~` and
@@ -21,11 +22,6 @@ const PLAIN: &[char] = &[
 const SPECIAL: &[char] = &[
     ';', '&', '|', '$', '`', '(', ')', '<', '>', '#', '\\', '"', '\'', '*', '?', '[', ']', '{',
     '}', ' ', '\n', '\t', '\r',
-];
-
-/// Shell syntax refused outside single quotes wherever it stands.
-const REFUSED: &[char] = &[
-    ';', '&', '|', '$', '`', '(', ')', '<', '>', '#', '\\', '"', '*', '?', '[', ']', '{', '}',
 ];
 
 fn chars(alphabet: &'static [char], max: usize) -> impl Strategy<Value = String> {
@@ -148,60 +144,9 @@ fn accepted_commands_are_the_words_the_shell_passes_on() {
     }
 }
 
-/// Reads `command` as the shell does (a `'` toggles quoting) and says what,
-/// outside single quotes, the parse should have refused.
-fn unquoted_shell_syntax(command: &str) -> Option<String> {
-    let mut quoted = false;
-    let mut previous: Option<char> = None;
-    for c in command.chars() {
-        let word_start = matches!(previous, None | Some(' ')) && !quoted;
-        if c.is_ascii_control() {
-            return Some(format!("control character {c:?}"));
-        }
-        if c == '\'' {
-            // Opening only at a word start, closing only before a space or
-            // the end (checked at the next character).
-            if !quoted && !word_start {
-                return Some("quote inside a word".into());
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            if previous == Some('\'') && c != ' ' {
-                return Some("text after a closing quote".into());
-            }
-            if REFUSED.contains(&c) {
-                return Some(format!("{c:?}"));
-            }
-            if c == '~' && (word_start || matches!(previous, Some('=' | ':'))) {
-                return Some("tilde expansion".into());
-            }
-            if c == '=' && word_start {
-                return Some("leading '='".into());
-            }
-        }
-        previous = Some(c);
-    }
-    quoted.then(|| "unbalanced quote".into())
-}
-
-/// The obviously correct definition of one star word: dynamic programming
-/// over (pattern position, word position), `*` taking any run.
+/// One star word, the obvious way.
 fn oracle(glob: &str, word: &str) -> bool {
-    let word: Vec<char> = word.chars().collect();
-    let mut row = vec![false; word.len() + 1];
-    row[0] = true;
-    for p in glob.chars() {
-        let mut next = vec![false; word.len() + 1];
-        for j in 0..=word.len() {
-            next[j] = if p == '*' {
-                row[j] || (j > 0 && next[j - 1])
-            } else {
-                j > 0 && row[j - 1] && word[j - 1] == p
-            };
-        }
-        row = next;
-    }
-    row[word.len()]
+    star_word_matches(glob, word, '*')
 }
 
 fn path_word() -> impl Strategy<Value = String> {
