@@ -6,16 +6,19 @@
 //! before it is forwarded, and every resize and signal is committed before
 //! it reaches the target; the exit status and exit signal reach the client
 //! only as a `Recorded<Exit>` (a status that cannot be recorded is not
-//! delivered: the client gets an error line and 255). Each direction
-//! awaits the other side's window, and the store's queue is bounded, so no
-//! stream is buffered without bound. If the store fails, the splice stops
-//! rather than forward unrecorded.
+//! delivered: the client gets an error line and 255). Each direction is
+//! drained into its own bounded buffer (drain.rs), so a reader that stops
+//! reading one channel holds at most that buffer before its own channel
+//! stops, not the other channels of either connection; the store's queue is
+//! bounded too. If the store fails, the splice stops rather than forward
+//! unrecorded.
 
 use std::sync::{Arc, Mutex};
 
 use russh::client;
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
+use super::drain::{Drained, CHANNEL_BUFFER};
 use super::observe::Observer;
 use super::{ClientChannel, EarlyInput, SessionLink};
 use crate::audit::{Event, Stream};
@@ -83,7 +86,7 @@ pub async fn run(
 async fn client_to_target(
     live: Arc<LiveSession>,
     id: ChannelId,
-    (mut reader, early): (ChannelReadHalf, EarlyInput),
+    (reader, early): (ChannelReadHalf, EarlyInput),
     target: ChannelWriteHalf<client::Msg>,
     observer: SharedObserver,
 ) {
@@ -97,7 +100,8 @@ async fn client_to_target(
     if early.closed {
         let _ = target.eof().await;
     }
-    while let Some(msg) = reader.wait().await {
+    let mut reader = Drained::start(reader, CHANNEL_BUFFER);
+    while let Some(msg) = reader.next().await {
         live.touch();
         let forwarded = match msg {
             ChannelMsg::Data { data } => {
@@ -153,12 +157,13 @@ async fn client_to_target(
 async fn target_to_client(
     live: &LiveSession,
     client: &ClientChannel,
-    mut reader: ChannelReadHalf,
+    reader: ChannelReadHalf,
     observer: SharedObserver,
     refused: &str,
 ) {
     let mut exited = false;
-    while let Some(msg) = reader.wait().await {
+    let mut reader = Drained::start(reader, CHANNEL_BUFFER);
+    while let Some(msg) = reader.next().await {
         live.touch();
         if matches!(
             msg,

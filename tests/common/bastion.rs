@@ -89,6 +89,23 @@ impl Bastion {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let daemon = self.daemon.lock().ok()?;
+        daemon.as_ref().map(Daemon::pid)
+    }
+
+    /// Its resident memory, KiB (from `/proc`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("the bastion runs");
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read its status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
     /// Starts the server again on the same port, store and policy.
     pub fn restart(&self) {
         self.kill9();

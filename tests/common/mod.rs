@@ -55,7 +55,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn tempdir() -> TempDir {
+pub fn tempdir() -> TempDir {
     let mut dir = tempfile::Builder::new()
         .prefix("portcullis-e2e-")
         .tempdir()
@@ -142,6 +142,10 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn stop(&mut self) {
