@@ -169,7 +169,11 @@ fn serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         report_created(dir, &setup::init(dir)?);
     }
     let config = Config::load(config_path)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(gateway::serve(&config, listen))?;
     Ok(ExitCode::SUCCESS)
 }
