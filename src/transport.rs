@@ -43,7 +43,10 @@ const CHACHA_FIRST: &[cipher::Name] = &[
 /// Algorithm preferences of both legs. SSH picks the client's first choice
 /// that the server also offers, so on the agent's leg this list only says
 /// what a client may choose; on the upstream leg the bastion is the client
-/// and its order decides.
+/// and its order decides. Key exchange keeps russh's order: the
+/// post-quantum hybrid `mlkem768x25519-sha256` first (what OpenSSH 9.9 and
+/// later choose), then `curve25519-sha256`; russh has no
+/// `sntrup761x25519-sha512`, so older OpenSSH clients get curve25519.
 pub fn preferred_algorithms() -> Preferred {
     let cipher = if aes_in_hardware() {
         AES_GCM_FIRST
