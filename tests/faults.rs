@@ -4,6 +4,7 @@
 //! interrupted on restart, and its chain still verifies.
 mod common;
 
+use std::io::Read;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -105,4 +106,97 @@ fn a_killed_bastion_keeps_committed_rows_and_marks_the_session_interrupted() {
         String::from_utf8_lossy(&verify.stdout)
     );
     assert_output(&agent.run("echo back"), 0, "back\n");
+}
+
+/// Bytes the target streams, and how many the client reads before the
+/// bastion is killed: far from the end, whatever the buffers between hold.
+const STREAM_BYTES: usize = 48 << 20;
+const KILL_AFTER: usize = 4 << 20;
+
+#[test]
+fn a_bastion_killed_mid_stream_keeps_a_verifiable_prefix_of_it() {
+    let data_dir = tempdir();
+    let file = data_dir.path().join("stream.bin");
+    let content = noise(STREAM_BYTES);
+    std::fs::write(&file, &content).unwrap();
+    let command = format!("cat {}", file.display());
+    let b = Bastion::start(Setup::standard().allow(&[&command]));
+    let agent = b.granted_agent();
+
+    let scratch = tempdir();
+    let mut ssh = ssh_base(&agent, scratch.path())
+        .arg("-T")
+        .arg(format!("{TARGET}@127.0.0.1"))
+        .arg("--")
+        .arg(&command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ssh");
+    let mut stdout = ssh.stdout.take().expect("its stdout");
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while received.len() < KILL_AFTER {
+        let n = stdout.read(&mut buf).expect("read the stream");
+        assert_ne!(n, 0, "the stream ended after {} bytes", received.len());
+        received.extend_from_slice(&buf[..n]);
+    }
+    b.kill9();
+    stdout.read_to_end(&mut received).expect("read the rest");
+    let _ = ssh.wait();
+    assert!(received.len() < STREAM_BYTES, "the kill came after the end");
+    assert!(
+        received == content[..received.len()],
+        "the client got a prefix"
+    );
+
+    b.restart();
+    let id = *session_ids(&b).first().expect("the session");
+    let show = show_json(&b, id);
+    assert_eq!(
+        show["session"]["end_reason"], "interrupted",
+        "{}",
+        show["session"]
+    );
+    let committed = stdout_bytes(&b, id);
+    assert!(!committed.is_empty(), "nothing was committed");
+    assert!(
+        committed == content[..committed.len()],
+        "the committed bytes are a prefix of the stream"
+    );
+    let text = String::from_utf8_lossy(&b.cli_ok("show", &[&id.to_string()]).stdout).into_owned();
+    let says = format!(" stdout {} B", committed.len());
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  recorded:") && l.ends_with(&says)),
+        "show says how much was committed: {text:.600}"
+    );
+    let verify = b.cli("verify", &[]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    eprintln!(
+        "killed mid-stream: the client received {} bytes, the store committed {}",
+        received.len(),
+        committed.len()
+    );
+}
+
+/// The exact stdout bytes of session `id`, from `export --format json`.
+fn stdout_bytes(b: &Bastion, id: i64) -> Vec<u8> {
+    use base64::Engine;
+    let export = json_of(b, "export", &[&id.to_string(), "--format", "json"]);
+    let mut bytes = Vec::new();
+    for e in export["events"].as_array().expect("events") {
+        if e["kind"] == "data" && e["stream"] == "stdout" {
+            let chunk = base64::engine::general_purpose::STANDARD
+                .decode(e["base64"].as_str().expect("base64"))
+                .expect("valid base64");
+            bytes.extend(chunk);
+        }
+    }
+    bytes
 }

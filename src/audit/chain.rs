@@ -8,9 +8,10 @@
 //! only ever appended through [`append`], which also advances the in-memory
 //! [`ChainHead`]; [`store_head`] writes that head in the same transaction.
 
-use rusqlite::types::ToSqlOutput;
-use rusqlite::{params, Connection, DatabaseName, OptionalExtension, ToSql};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use sha2::{Digest, Sha256};
+
+use super::payload::PayloadRef;
 
 pub(crate) type Hash = [u8; 32];
 
@@ -302,15 +303,15 @@ pub(crate) fn append(
     Ok(row.seq)
 }
 
-/// Like [`append`] for a row whose data is the consecutive `parts`. The
-/// parts are hashed and written into the row's pages in place (incremental
-/// blob I/O) instead of being joined, and then copied again by SQLite, in
-/// memory first: for stream rows that is most of the writer's work.
-pub(crate) fn append_parts(
+/// Like [`append`] for a stream row whose bytes, the consecutive `parts`,
+/// are in a payload segment at `located`: the hash covers the bytes
+/// themselves, the row stores where they are.
+pub(crate) fn append_payload(
     conn: &Connection,
     head: &mut ChainHead,
     row: ChainRow<'_>,
     parts: &[&[u8]],
+    located: PayloadRef,
 ) -> rusqlite::Result<i64> {
     let row = ChainRow {
         seq: head.seq.saturating_add(1),
@@ -318,23 +319,25 @@ pub(crate) fn append_parts(
         ..row
     };
     let hash = hash_row(head.algorithm, &head.hash, &row, Some(parts));
-    match parts {
-        [] => insert(conn, &row, &Some(&[][..]), &head.hash, &hash)?,
-        [only] => insert(conn, &row, &Some(*only), &head.hash, &hash)?,
-        _ => {
-            let len: usize = parts.iter().map(|p| p.len()).sum();
-            let zeros = i32::try_from(len)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            insert(conn, &row, &ToSqlOutput::ZeroBlob(zeros), &head.hash, &hash)?;
-            // `seq` is the INTEGER PRIMARY KEY, i.e. the rowid.
-            let mut blob = conn.blob_open(DatabaseName::Main, "events", "data", row.seq, false)?;
-            let mut at = 0;
-            for part in parts {
-                blob.write_at(part, at)?;
-                at += part.len();
-            }
-        }
-    }
+    conn.prepare_cached(
+        "INSERT INTO events (seq, session_id, channel, at_us, kind, detail, stream, data,
+                             prev_hash, hash, payload_segment, payload_offset, payload_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        row.seq,
+        row.session_id,
+        row.channel,
+        row.at_us,
+        row.kind,
+        row.detail,
+        row.stream,
+        &head.hash[..],
+        &hash[..],
+        located.segment,
+        located.offset,
+        located.len,
+    ])?;
     head.seq = row.seq;
     head.hash = hash;
     Ok(row.seq)

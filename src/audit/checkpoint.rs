@@ -22,17 +22,21 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-/// Committed bytes after which the writer nudges the checkpointer.
+/// WAL growth after which the writer nudges the checkpointer.
 const NUDGE_BYTES: usize = 4 << 20;
 /// WAL growth after which the writer finishes a checkpoint itself, so that
 /// the WAL restarts from its beginning.
 const RESET_BYTES: usize = 16 << 20;
-/// What a commit writes beyond its stream bytes, as counted toward a
-/// nudge: the event and index pages and the chain head (64 KiB pages).
-const COMMIT_OVERHEAD: usize = 256 << 10;
+/// Pages a commit writes to the WAL whatever its size: the chain head,
+/// the last leaf of `events` and of its indexes.
+const PAGES_PER_COMMIT: usize = 4;
+/// Rows of `events` per page, about (stream bytes are not in the rows).
+const ROWS_PER_PAGE: usize = 16;
 
 /// The writer's handle: counts what was committed and nudges.
 pub(crate) struct Checkpointer {
+    /// The store's page size: what one page of a commit adds to the WAL.
+    page_size: usize,
     nudge: SyncSender<()>,
     since_nudge: usize,
     since_reset: usize,
@@ -51,6 +55,10 @@ impl Checkpointer {
         // writer's own would (durability does not depend on it).
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(open_err)?;
+        let page_size = usize::try_from(page_size).unwrap_or(4096).max(512);
         let (nudge, nudged) = mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
             .name("portcullis-ckpt".into())
@@ -61,6 +69,7 @@ impl Checkpointer {
             })
             .map_err(StoreError::Spawn)?;
         Ok(Checkpointer {
+            page_size,
             nudge,
             since_nudge: 0,
             since_reset: 0,
@@ -68,14 +77,10 @@ impl Checkpointer {
     }
 
     /// Called by the writer, on its connection `conn`, after each commit of
-    /// `stream_bytes`; `callers_waiting` if a caller waits for a commit.
-    pub(crate) fn committed(
-        &mut self,
-        conn: &Connection,
-        stream_bytes: usize,
-        callers_waiting: bool,
-    ) {
-        let grown = stream_bytes.saturating_add(COMMIT_OVERHEAD);
+    /// `rows`; `callers_waiting` if a caller waits for a commit.
+    pub(crate) fn committed(&mut self, conn: &Connection, rows: usize, callers_waiting: bool) {
+        let pages = PAGES_PER_COMMIT.saturating_add(rows.div_ceil(ROWS_PER_PAGE));
+        let grown = pages.saturating_mul(self.page_size);
         self.since_nudge = self.since_nudge.saturating_add(grown);
         self.since_reset = self.since_reset.saturating_add(grown);
         if self.since_reset >= RESET_BYTES && !callers_waiting && checkpoint(conn) {

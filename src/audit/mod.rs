@@ -27,6 +27,7 @@ mod chain;
 mod checkpoint;
 mod event;
 mod ops;
+mod payload;
 mod query;
 mod recover;
 mod schema;

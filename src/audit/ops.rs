@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::chain::{self, ChainHead, ChainRow};
 use super::event::{Event, NewSession, DATA_KIND};
+use super::payload::Appender;
 use super::{SessionId, StoreError};
 
 /// A failure of one operation.
@@ -18,6 +19,8 @@ pub(crate) enum OpError {
     Rejected(StoreError),
     /// The database failed; the transaction must be abandoned.
     Store(rusqlite::Error),
+    /// A payload segment could not be written; the same.
+    Payload(String),
 }
 
 impl From<rusqlite::Error> for OpError {
@@ -113,18 +116,21 @@ pub(crate) fn record(
     Ok(())
 }
 
-/// Appends stream bytes, given as consecutive parts, as one row.
+/// Appends stream bytes, given as consecutive parts, as one row: the
+/// bytes to a payload segment, the chained row naming them.
 pub(crate) fn chunk(
     conn: &Connection,
     head: &mut ChainHead,
     at_us: i64,
-    session: SessionId,
-    channel: u32,
-    stream: &str,
+    (session, channel, stream): (SessionId, u32, &str),
     parts: &[&[u8]],
+    payload: &mut Appender,
 ) -> Result<(), OpError> {
     check_open(conn, session)?;
-    chain::append_parts(
+    let located = payload
+        .append(parts)
+        .map_err(|e| OpError::Payload(e.to_string()))?;
+    chain::append_payload(
         conn,
         head,
         ChainRow {
@@ -138,6 +144,7 @@ pub(crate) fn chunk(
             data: None,
         },
         parts,
+        located,
     )?;
     Ok(())
 }

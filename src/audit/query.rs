@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::event::{Event, Stream, DATA_KIND};
+use super::payload::{PayloadReader, PayloadRef};
 use super::verify::{self, VerifyReport};
 use super::{schema, SessionId, StoreError};
 
@@ -89,6 +90,8 @@ pub struct SessionFilter {
 pub struct Reader {
     conn: Connection,
     session_columns: &'static str,
+    event_columns: &'static str,
+    payload: PayloadReader,
 }
 
 /// The columns [`session_from_row`] reads, for this store: one not yet at
@@ -104,16 +107,44 @@ pub(crate) fn session_columns(conn: &Connection) -> rusqlite::Result<&'static st
     })
 }
 
-const EVENT_COLUMNS: &str = "seq, session_id, channel, at_us, kind, detail, stream, data";
+/// The columns [`Reader::event_from_row`] reads: a store before schema 4
+/// has its stream bytes inline only.
+pub(crate) fn event_columns(conn: &Connection) -> rusqlite::Result<&'static str> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok(if version >= 4 {
+        "seq, session_id, channel, at_us, kind, detail, stream, data,
+         payload_segment, payload_offset, payload_len"
+    } else {
+        "seq, session_id, channel, at_us, kind, detail, stream, data, NULL, NULL, NULL"
+    })
+}
+
+/// Where a row's stream bytes are, when they are in a payload segment.
+pub(crate) fn payload_ref(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<PayloadRef>> {
+    let segment: Option<i64> = row.get(first)?;
+    let offset: Option<i64> = row.get(first + 1)?;
+    let len: Option<i64> = row.get(first + 2)?;
+    Ok(match (segment, offset, len) {
+        (Some(segment), Some(offset), Some(len)) => Some(PayloadRef {
+            segment,
+            offset,
+            len,
+        }),
+        _ => None,
+    })
+}
 
 impl Reader {
     /// Opens an existing store read-only; fails if there is none.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, StoreError> {
         let conn = schema::open_reader(path.as_ref())?;
         let session_columns = session_columns(&conn)?;
+        let event_columns = event_columns(&conn)?;
         Ok(Reader {
             conn,
             session_columns,
+            event_columns,
+            payload: PayloadReader::new(path.as_ref()),
         })
     }
 
@@ -149,12 +180,13 @@ impl Reader {
     /// Refused authentications (`auth.refused`), oldest first.
     pub fn list_refusals(&self, since_us: Option<i64>) -> Result<Vec<EventRecord>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events
+            "SELECT {} FROM events
              WHERE kind IN ('auth.refused', 'grant.refused', 'limit.hit')
-               AND (?1 IS NULL OR at_us >= ?1) ORDER BY seq"
+               AND (?1 IS NULL OR at_us >= ?1) ORDER BY seq",
+            self.event_columns
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![since_us], event_from_row)?;
+        let rows = stmt.query_map(params![since_us], |row| self.event_from_row(row))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -163,9 +195,12 @@ impl Reader {
         let Some(session) = self.session(id)? else {
             return Ok(None);
         };
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE session_id = ?1 ORDER BY seq");
+        let sql = format!(
+            "SELECT {} FROM events WHERE session_id = ?1 ORDER BY seq",
+            self.event_columns
+        );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([id.0], event_from_row)?;
+        let rows = stmt.query_map([id.0], |row| self.event_from_row(row))?;
         let events = rows.collect::<rusqlite::Result<_>>()?;
         Ok(Some(Transcript { session, events }))
     }
@@ -173,7 +208,47 @@ impl Reader {
     /// Walks the whole chain; with `session`, reports only that session's
     /// rows plus breaks of the chain itself.
     pub fn verify(&self, session: Option<SessionId>) -> Result<VerifyReport, StoreError> {
-        verify::verify(&self.conn, session)
+        verify::verify(&self.conn, &self.payload, session)
+    }
+
+    /// A row of `events`, its stream bytes fetched wherever they are. Bytes
+    /// that cannot be read (a segment lost or cut short) make the row
+    /// [`Entry::Unparsed`], saying so; `verify` reports it as edited.
+    fn event_from_row(&self, row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+        let kind: String = row.get(4)?;
+        let detail: String = row.get(5)?;
+        let stream: Option<String> = row.get(6)?;
+        let inline: Option<Vec<u8>> = row.get(7)?;
+        let data = match (inline, payload_ref(row, 8)?) {
+            (Some(data), _) => Some(Ok(data)),
+            (None, Some(located)) => Some(self.payload.read(located)),
+            (None, None) => None,
+        };
+        let entry = match (
+            kind.as_str(),
+            stream.as_deref().and_then(Stream::parse),
+            data,
+        ) {
+            (DATA_KIND, Some(stream), Some(Ok(data))) => Entry::Data { stream, data },
+            (DATA_KIND, _, Some(Err(e))) => Entry::Unparsed {
+                kind,
+                detail: format!("stream bytes unreadable: {e}"),
+            },
+            (DATA_KIND, _, _) => Entry::Unparsed { kind, detail },
+            _ => match Event::decode(&kind, &detail) {
+                Ok(event) => Entry::Event(event),
+                Err(_) => Entry::Unparsed { kind, detail },
+            },
+        };
+        Ok(EventRecord {
+            seq: row.get(0)?,
+            session: row.get::<_, Option<i64>>(1)?.map(SessionId),
+            channel: row
+                .get::<_, Option<i64>>(2)?
+                .and_then(|c| u32::try_from(c).ok()),
+            at_us: row.get(3)?,
+            entry,
+        })
     }
 }
 
@@ -193,33 +268,5 @@ pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
         login: row.get(11)?,
         cert_fingerprint: row.get(12)?,
         role: row.get(13)?,
-    })
-}
-
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    let kind: String = row.get(4)?;
-    let detail: String = row.get(5)?;
-    let stream: Option<String> = row.get(6)?;
-    let data: Option<Vec<u8>> = row.get(7)?;
-    let entry = match (
-        kind.as_str(),
-        stream.as_deref().and_then(Stream::parse),
-        data,
-    ) {
-        (DATA_KIND, Some(stream), Some(data)) => Entry::Data { stream, data },
-        (DATA_KIND, _, _) => Entry::Unparsed { kind, detail },
-        _ => match Event::decode(&kind, &detail) {
-            Ok(event) => Entry::Event(event),
-            Err(_) => Entry::Unparsed { kind, detail },
-        },
-    };
-    Ok(EventRecord {
-        seq: row.get(0)?,
-        session: row.get::<_, Option<i64>>(1)?.map(SessionId),
-        channel: row
-            .get::<_, Option<i64>>(2)?
-            .and_then(|c| u32::try_from(c).ok()),
-        at_us: row.get(3)?,
-        entry,
     })
 }

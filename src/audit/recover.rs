@@ -41,6 +41,7 @@ pub(crate) fn close_interrupted(
             Ok(()) => ended.push(id),
             Err(OpError::Rejected(e)) => return Err(e),
             Err(OpError::Store(e)) => return Err(e.into()),
+            Err(OpError::Payload(e)) => return Err(StoreError::Unavailable(e)),
         }
     }
     chain::store_head(&tx, &next)?;

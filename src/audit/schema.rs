@@ -13,14 +13,13 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
-/// Page size of a new store (an existing one keeps its own). Stream rows
-/// are large blobs stored in chains of overflow pages, and SQLite's cost is
-/// per page (a WAL frame, a checksum, a checkpoint copy): 64 KiB pages take
-/// about half the CPU per recorded byte of the 4 KiB default (see
-/// bench/RESULTS.md), for a few hundred KiB more per small commit.
-const NEW_STORE_PAGE_SIZE: u32 = 64 * 1024;
+/// Page size of a new store (an existing one keeps its own). Stream bytes
+/// live in payload segments, so rows are small and a commit touches a few
+/// pages: SQLite's default keeps each commit's WAL write (and its sync)
+/// small. (Stores made when rows held their bytes inline use 64 KiB.)
+const NEW_STORE_PAGE_SIZE: u32 = 4096;
 
 /// The writer checkpoints the WAL itself once it holds this much: a guard,
 /// since the checkpointer thread (checkpoint.rs) normally keeps it far
@@ -167,6 +166,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX suspensions_identity ON suspensions(identity);
     ALTER TABLE sessions ADD COLUMN cert_fingerprint TEXT;
     ALTER TABLE sessions ADD COLUMN role TEXT;
+    ",
+    // 3 -> 4: stream bytes live in payload segments beside the store
+    // (payload.rs); a data row names them. Rows written before keep their
+    // bytes inline in `data`.
+    "
+    ALTER TABLE events ADD COLUMN payload_segment INTEGER;
+    ALTER TABLE events ADD COLUMN payload_offset INTEGER;
+    ALTER TABLE events ADD COLUMN payload_len INTEGER;
+    CREATE INDEX events_payload ON events(payload_segment, payload_offset)
+        WHERE payload_segment IS NOT NULL;
     ",
 ];
 

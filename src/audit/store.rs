@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::checkpoint::Checkpointer;
 use super::event::{Event, NewSession, Stream};
+use super::payload::Appender;
 use super::txn::{Abort, Op, Txn};
 use super::writer::{Msg, Reply, Writer};
 use super::{chain, now_us, recover, schema, SessionId, StoreError};
@@ -66,12 +67,13 @@ impl Store {
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = schema::open_writer(&path, options.busy_timeout)?;
+        let payload = Appender::open(&path, &conn, options.busy_timeout)?;
         let mut head = chain::load_head(&conn)?;
         recover::close_interrupted(&mut conn, &mut head)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let checkpointer = Checkpointer::start(&path)?;
-        let writer = Writer::new(conn, head, Arc::clone(&healthy), checkpointer);
+        let writer = Writer::new(conn, head, payload, Arc::clone(&healthy), checkpointer);
         std::thread::Builder::new()
             .name("portcullis-audit".into())
             .spawn(move || writer.run(rx))

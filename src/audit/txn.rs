@@ -93,6 +93,7 @@ fn op_error(e: OpError) -> StoreError {
     match e {
         OpError::Rejected(e) => e,
         OpError::Store(e) => StoreError::Sqlite(e),
+        OpError::Payload(e) => StoreError::Unavailable(e),
     }
 }
 

@@ -13,6 +13,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::chain::{self, ChainRow, Hash, GENESIS};
+use super::payload::PayloadReader;
+use super::query::{event_columns, payload_ref};
 use super::{SessionId, StoreError};
 
 mod sessions;
@@ -95,6 +97,7 @@ struct RawRow {
 
 pub(crate) fn verify(
     conn: &Connection,
+    payload: &PayloadReader,
     only: Option<SessionId>,
 ) -> Result<VerifyReport, StoreError> {
     let algorithm = chain::ChainAlgorithm::of_store(conn)?;
@@ -102,13 +105,28 @@ pub(crate) fn verify(
     let mut index = sessions::ChainIndex::default();
     let mut rows: u64 = 0;
     let mut prev: Option<(i64, Hash)> = None;
-    let mut stmt = conn.prepare(
-        "SELECT seq, session_id, channel, at_us, kind, detail, stream, data, prev_hash, hash
-         FROM events ORDER BY seq",
-    )?;
+    let payload_columns = match event_columns(conn)?.contains("payload_segment") {
+        true => "payload_segment, payload_offset, payload_len",
+        false => "NULL, NULL, NULL",
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT seq, session_id, channel, at_us, kind, detail, stream, data, prev_hash, hash,
+                {payload_columns}
+         FROM events ORDER BY seq"
+    ))?;
     let mut cursor = stmt.query([])?;
     while let Some(row) = cursor.next()? {
-        let raw = read_raw(row)?;
+        let mut raw = read_raw(row)?;
+        // Bytes in a payload segment are hashed where they are; bytes that
+        // cannot be read are as good as edited.
+        if raw.data.is_none() {
+            if let Ok(Some(located)) = payload_ref(row, 10) {
+                match payload.read(located) {
+                    Ok(bytes) => raw.data = Some(bytes),
+                    Err(_) => raw.mistyped = true,
+                }
+            }
+        }
         rows += 1;
         let session = raw.session_id.map(SessionId);
         let in_scope = only.is_none() || only == session;

@@ -5,6 +5,7 @@
 //! every recorded string is escaped by [`sanitize`] before it is written.
 //! The `session.start` row is shown as the header, not as an event line.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use crate::audit::{Entry, Event, EventRecord, SessionRecord, Stream, Transcript, VerifyReport};
@@ -150,6 +151,7 @@ pub fn write_show(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
         )?,
         (None, _) => writeln!(out, "  ended:       (still open)")?,
     }
+    writeln!(out, "  recorded:    {}", recorded_bytes(t))?;
     writeln!(out)?;
     for e in &t.events {
         if matches!(e.entry, Entry::Event(Event::SessionStart(_))) {
@@ -171,6 +173,29 @@ pub fn write_show(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     write_observed(t, out)
+}
+
+/// How many stream bytes the store holds, per channel and stream
+/// (`ch 0 stdout 1234 B, ch 0 stderr 5 B`): after a crash, how much of
+/// each stream was committed.
+fn recorded_bytes(t: &Transcript) -> String {
+    let mut totals: BTreeMap<(Option<u32>, &'static str), u64> = BTreeMap::new();
+    for e in &t.events {
+        if let Entry::Data { stream, data } = &e.entry {
+            *totals.entry((e.channel, stream.as_str())).or_default() += data.len() as u64;
+        }
+    }
+    if totals.is_empty() {
+        return "no stream bytes".to_owned();
+    }
+    let parts: Vec<String> = totals
+        .iter()
+        .map(|((channel, stream), bytes)| match channel {
+            Some(ch) => format!("ch {ch} {stream} {bytes} B"),
+            None => format!("{stream} {bytes} B"),
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// `+1.234567s`: an offset from the session's start.

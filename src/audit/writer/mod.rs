@@ -24,22 +24,31 @@
 //! A bulk stream then costs a few rows per MiB instead of one per packet,
 //! and the parts are written into the row without being joined first.
 
-use std::collections::{HashSet, VecDeque};
+mod coalesce;
+mod linger;
+mod msg;
+mod order;
+
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use super::chain::{self, ChainHead};
 use super::checkpoint::Checkpointer;
-use super::event::{NewSession, Stream};
 use super::ops::{self, OpError};
-use super::txn::{self, QueuedOp};
+use super::payload::Appender;
+use super::txn;
 use super::{SessionId, StoreError};
+
+use coalesce::coalesce;
+use linger::Linger;
+pub(crate) use msg::{Msg, Reply};
+pub(crate) use order::take_batch;
 
 /// Most messages in one transaction.
 const MAX_BATCH: usize = 512;
@@ -48,11 +57,6 @@ const MAX_BATCH: usize = 512;
 /// writer's bulk speed); larger batches save little (a commit rewrites a
 /// few pages of index and head).
 const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Largest stream row made by joining adjacent chunks.
-const MAX_ROW_BYTES: usize = 256 << 10;
-/// Chunks join a row only if they came within this long of its first chunk,
-/// so a row's time stays the time of all of its bytes for replay.
-const JOIN_WINDOW_US: i64 = 20_000;
 /// Most messages taken from the queue ahead of the batch being written.
 const MAX_PENDING: usize = 8 * MAX_BATCH;
 /// Pause between retries while the store is failing and nothing new comes.
@@ -60,164 +64,14 @@ const RETRY_DELAY: Duration = Duration::from_millis(200);
 /// Retries of held chunks after the last `Store` handle is gone.
 const FINAL_RETRIES: u32 = 5;
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// A request to the writer.
-pub(crate) enum Msg {
-    Begin {
-        at_us: i64,
-        session: NewSession,
-        detail: String,
-        reply: Reply<SessionId>,
-    },
-    Record {
-        at_us: i64,
-        session: Option<SessionId>,
-        channel: Option<u32>,
-        kind: &'static str,
-        detail: String,
-        reply: Reply<()>,
-    },
-    Chunk {
-        at_us: i64,
-        session: SessionId,
-        channel: u32,
-        stream: Stream,
-        /// The bytes, in order: one part as queued, several once joined.
-        parts: Vec<Bytes>,
-        /// The chunk's share of the store's budget of queued stream bytes,
-        /// given back when the message is dropped (committed or refused).
-        budget: OwnedSemaphorePermit,
-    },
-    End {
-        at_us: i64,
-        session: SessionId,
-        reason: String,
-        reply: Reply<()>,
-    },
-    Flush {
-        reply: Reply<()>,
-    },
-    /// An operation of several writes (see txn.rs), run under a savepoint.
-    Transact {
-        at_us: i64,
-        op: Box<dyn QueuedOp>,
-    },
-}
-
-impl Msg {
-    /// Whether a caller waits for this message's commit (chunks only queue).
-    fn awaited(&self) -> bool {
-        !matches!(self, Msg::Chunk { .. })
-    }
-
-    fn data_len(&self) -> usize {
-        match self {
-            Msg::Chunk { parts, .. } => parts.iter().map(Bytes::len).sum(),
-            _ => 0,
-        }
-    }
-}
-
-/// What the chunks and session ends queued so far hold back: a later
-/// message of one of these channels or sessions must not pass them.
-#[derive(Default)]
-struct QueuedAhead {
-    channels: HashSet<(SessionId, u32)>,
-    sessions: HashSet<SessionId>,
-    ended: HashSet<SessionId>,
-}
-
-impl QueuedAhead {
-    /// Notes `msg`, queued before everything looked at later.
-    fn note(&mut self, msg: &Msg) {
-        match msg {
-            Msg::Chunk {
-                session, channel, ..
-            } => {
-                self.channels.insert((*session, *channel));
-                self.sessions.insert(*session);
-            }
-            Msg::End { session, .. } => {
-                self.ended.insert(*session);
-            }
-            _ => {}
-        }
-    }
-
-    /// Whether `msg` (someone waits for its commit) may be committed before
-    /// everything noted so far.
-    fn lets_pass(&self, msg: &Msg) -> bool {
-        match msg {
-            // Session starts and multi-write operations belong to no
-            // queued stream: they never wait behind one.
-            Msg::Begin { .. } | Msg::Transact { .. } => true,
-            Msg::Record { session: None, .. } => true,
-            Msg::Record {
-                session: Some(s),
-                channel: Some(c),
-                ..
-            } => !self.channels.contains(&(*s, *c)) && !self.ended.contains(s),
-            Msg::Record {
-                session: Some(s),
-                channel: None,
-                ..
-            }
-            | Msg::End { session: s, .. } => !self.sessions.contains(s) && !self.ended.contains(s),
-            // A flush is a barrier; chunks never wait for anyone.
-            Msg::Flush { .. } | Msg::Chunk { .. } => false,
-        }
-    }
-}
-
-/// The next batch from `pending`, and whether it is one of passers: with
-/// `replies_first`, the waiting messages that may pass the chunks queued
-/// before them (see the module doc), if any, alone; otherwise the oldest
-/// messages, up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]. The writer
-/// alternates (never two batches of passers in a row), so that callers
-/// arriving without pause cannot starve a stream: it moves at least every
-/// other batch, and a caller still waits for at most one row of it.
-pub(super) fn take_batch(pending: &mut VecDeque<Msg>, replies_first: bool) -> (Vec<Msg>, bool) {
-    let mut ahead = QueuedAhead::default();
-    let mut passing = Vec::new();
-    let mut index = 0;
-    while replies_first && index < pending.len() && passing.len() < MAX_BATCH {
-        let msg = &pending[index];
-        if matches!(msg, Msg::Flush { .. }) {
-            break;
-        }
-        if ahead.lets_pass(msg) {
-            if let Some(msg) = pending.remove(index) {
-                passing.push(msg);
-            }
-            continue;
-        }
-        ahead.note(msg);
-        index += 1;
-    }
-    if !passing.is_empty() {
-        return (passing, true);
-    }
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-        match pending.pop_front() {
-            Some(msg) => {
-                bytes += msg.data_len();
-                batch.push(msg);
-            }
-            None => break,
-        }
-    }
-    (batch, false)
-}
-
 /// What one message produced, delivered after the commit.
 type Outcome = Result<Option<SessionId>, StoreError>;
 
 pub(crate) struct Writer {
     conn: Connection,
     head: ChainHead,
+    /// Where stream rows' bytes go, written once (payload.rs).
+    payload: Appender,
     healthy: Arc<AtomicBool>,
     /// Taken from the queue, not yet committed, in queue order (chunks of a
     /// failed batch back in front).
@@ -231,12 +85,14 @@ impl Writer {
     pub(crate) fn new(
         conn: Connection,
         head: ChainHead,
+        payload: Appender,
         healthy: Arc<AtomicBool>,
         checkpointer: Checkpointer,
     ) -> Writer {
         Writer {
             conn,
             head,
+            payload,
             healthy,
             pending: VecDeque::new(),
             passed_last: false,
@@ -246,6 +102,8 @@ impl Writer {
 
     /// Runs until every `Store` handle is dropped and the queue is empty.
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        // Made here, on the writer's own thread, which is not a runtime's.
+        let linger = Linger::new();
         let mut final_retries = 0;
         let mut closed = false;
         loop {
@@ -273,6 +131,9 @@ impl Writer {
             // chunks ahead of it; bounded, the queue's own bound holds the
             // rest (empty chunks take no share of the byte budget).
             caller_arrived(&mut self.pending, &mut rx);
+            if healthy {
+                linger.wait_for_more(&mut self.pending, &mut rx);
+            }
             let (batch, passed) = take_batch(&mut self.pending, !self.passed_last);
             self.passed_last = passed;
             // A caller left waiting by this batch of the oldest is served
@@ -297,13 +158,13 @@ impl Writer {
         let start = self.head;
         match self.apply_batch(&mut batch, rx, waiting) {
             Ok(outcomes) => {
-                let bytes: usize = batch.iter().map(Msg::data_len).sum();
+                let rows = outcomes.len();
                 self.healthy.store(true, Ordering::SeqCst);
                 for (msg, outcome) in batch.into_iter().zip(outcomes) {
                     deliver(msg, outcome);
                 }
                 let waiting = self.pending.iter().any(Msg::awaited);
-                self.checkpointer.committed(&self.conn, bytes, waiting);
+                self.checkpointer.committed(&self.conn, rows, waiting);
             }
             Err(e) => {
                 self.head = start;
@@ -343,7 +204,7 @@ impl Writer {
         batch: &mut Vec<Msg>,
         rx: &mut mpsc::Receiver<Msg>,
         waiting: bool,
-    ) -> rusqlite::Result<Vec<Outcome>> {
+    ) -> Result<Vec<Outcome>, BatchFailure> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -352,11 +213,12 @@ impl Writer {
         let total = batch.len();
         let mut outcomes = Vec::with_capacity(total);
         for msg in batch.iter_mut() {
-            let result = apply(&tx, &mut self.head, msg);
+            let result = apply(&tx, &mut self.head, &mut self.payload, msg);
             outcomes.push(match result {
                 Ok(id) => Ok(id),
                 Err(OpError::Rejected(e)) => Err(e),
-                Err(OpError::Store(e)) => return Err(e),
+                Err(OpError::Store(e)) => return Err(BatchFailure::Sqlite(e)),
+                Err(OpError::Payload(e)) => return Err(BatchFailure::Payload(e)),
             });
             let more = outcomes.len() < total;
             if more
@@ -367,6 +229,10 @@ impl Writer {
             }
         }
         chain::store_head(&tx, &self.head)?;
+        // The rows' bytes are on disk before the commit that names them.
+        self.payload
+            .sync()
+            .map_err(|e| BatchFailure::Payload(e.to_string()))?;
         tx.commit()?;
         for msg in batch.drain(outcomes.len()..).rev() {
             self.pending.push_front(msg);
@@ -391,95 +257,24 @@ fn caller_arrived(pending: &mut VecDeque<Msg>, rx: &mut mpsc::Receiver<Msg>) -> 
     arrived
 }
 
-/// Joins runs of adjacent chunks of one channel and stream into single
-/// messages (see the module doc); every other message keeps its place.
-fn coalesce(batch: Vec<Msg>) -> Vec<Msg> {
-    let mut out = Vec::with_capacity(batch.len());
-    let mut run: Option<Run> = None;
-    for msg in batch {
-        match msg {
-            Msg::Chunk {
-                at_us,
-                session,
-                channel,
-                stream,
-                parts,
-                budget,
-            } => {
-                let len = parts.iter().map(Bytes::len).sum();
-                match &mut run {
-                    Some(r) if r.admits(at_us, session, channel, stream, len) => {
-                        r.push(parts, len, budget)
-                    }
-                    _ => {
-                        let next = Run {
-                            at_us,
-                            session,
-                            channel,
-                            stream,
-                            bytes: len,
-                            parts,
-                            budget,
-                        };
-                        if let Some(done) = run.replace(next) {
-                            out.push(done.finish());
-                        }
-                    }
-                }
-            }
-            other => {
-                if let Some(done) = run.take() {
-                    out.push(done.finish());
-                }
-                out.push(other);
-            }
-        }
-    }
-    if let Some(done) = run {
-        out.push(done.finish());
-    }
-    out
+/// Why a batch was not committed: the store failed (nothing of the batch
+/// is on record).
+enum BatchFailure {
+    Sqlite(rusqlite::Error),
+    Payload(String),
 }
 
-/// Adjacent chunks of one channel and stream, becoming one row.
-struct Run {
-    at_us: i64,
-    session: SessionId,
-    channel: u32,
-    stream: Stream,
-    bytes: usize,
-    parts: Vec<Bytes>,
-    budget: OwnedSemaphorePermit,
+impl From<rusqlite::Error> for BatchFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        BatchFailure::Sqlite(e)
+    }
 }
 
-impl Run {
-    fn admits(
-        &self,
-        at_us: i64,
-        session: SessionId,
-        channel: u32,
-        stream: Stream,
-        len: usize,
-    ) -> bool {
-        (self.session, self.channel, self.stream) == (session, channel, stream)
-            && self.bytes + len <= MAX_ROW_BYTES
-            && at_us - self.at_us <= JOIN_WINDOW_US
-    }
-
-    fn push(&mut self, parts: Vec<Bytes>, len: usize, budget: OwnedSemaphorePermit) {
-        self.bytes += len;
-        self.parts.extend(parts);
-        self.budget.merge(budget);
-    }
-
-    fn finish(self) -> Msg {
-        Msg::Chunk {
-            at_us: self.at_us,
-            session: self.session,
-            channel: self.channel,
-            stream: self.stream,
-            parts: self.parts,
-            budget: self.budget,
+impl std::fmt::Display for BatchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchFailure::Sqlite(e) => e.fmt(f),
+            BatchFailure::Payload(e) => f.write_str(e),
         }
     }
 }
@@ -487,6 +282,7 @@ impl Run {
 fn apply(
     tx: &Connection,
     head: &mut ChainHead,
+    payload: &mut Appender,
     msg: &mut Msg,
 ) -> Result<Option<SessionId>, OpError> {
     match msg {
@@ -513,16 +309,8 @@ fn apply(
             ..
         } => {
             let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-            ops::chunk(
-                tx,
-                head,
-                *at_us,
-                *session,
-                *channel,
-                stream.as_str(),
-                &parts,
-            )
-            .map(|()| None)
+            let row = (*session, *channel, stream.as_str());
+            ops::chunk(tx, head, *at_us, row, &parts, payload).map(|()| None)
         }
         Msg::End {
             at_us,
