@@ -21,6 +21,7 @@ mod report;
 mod route;
 mod stats;
 mod store;
+mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -225,6 +225,33 @@ pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// CPU seconds (user + system) the threads of `pid` whose name starts with
+/// `prefix` have used (the kernel keeps 15 bytes of a thread's name).
+pub fn thread_cpu_seconds(pid: u32, prefix: &str) -> f64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        ticks += stat[close + 1..]
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .sum::<u64>();
+    }
+    ticks as f64 / 100.0
+}
+
 /// CPU seconds of this process's reaped children (the ssh clients it ran).
 pub fn children_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id(), true) - cpu_seconds(std::process::id(), false)

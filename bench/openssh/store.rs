@@ -34,6 +34,19 @@ fn open(lab: &Lab) -> Result<Connection, String> {
     Ok(conn)
 }
 
+/// How long a row's stream bytes are: inline in `data`, or (stores since
+/// payload segments) `payload_len`.
+fn data_len(conn: &Connection) -> String {
+    let has_payload = conn
+        .prepare("SELECT payload_len FROM events LIMIT 0")
+        .is_ok();
+    if has_payload {
+        "COALESCE(length(data), payload_len)".to_owned()
+    } else {
+        "length(data)".to_owned()
+    }
+}
+
 /// The highest session id so far (0 for none): sessions above it are new.
 pub fn last_session(lab: &Lab) -> Result<i64, String> {
     let conn = open(lab)?;
@@ -83,13 +96,11 @@ fn read_sessions(lab: &Lab, after: i64) -> Result<BTreeMap<i64, Recorded>, Strin
         );
     }
     // length() of a blob reads the record header, not the overflow pages.
-    let mut events = conn
-        .prepare(
-            "SELECT session_id, kind, stream, COUNT(*), COALESCE(SUM(length(data)), 0),
+    let sql = "SELECT session_id, kind, stream, COUNT(*), COALESCE(SUM(DATA_LEN), 0),
                     SUM(kind = 'exit.status' AND detail <> '{\"status\":0}')
-             FROM events WHERE session_id > ?1 GROUP BY session_id, kind, stream",
-        )
-        .map_err(|e| e.to_string())?;
+             FROM events WHERE session_id > ?1 GROUP BY session_id, kind, stream"
+        .replace("DATA_LEN", &data_len(&conn));
+    let mut events = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let rows = events
         .query_map([after], |r| {
             Ok((
@@ -175,7 +186,8 @@ pub fn check_sessions(
 pub fn average_row_bytes(lab: &Lab) -> Option<f64> {
     let conn = open(lab).ok()?;
     conn.query_row(
-        "SELECT AVG(length(data)) FROM events WHERE kind = 'data'",
+        &"SELECT AVG(DATA_LEN) FROM events WHERE kind = 'data'"
+            .replace("DATA_LEN", &data_len(&conn)),
         [],
         |r| r.get::<_, Option<f64>>(0),
     )
@@ -217,8 +229,6 @@ pub fn verify_chain(lab: &Lab, report: &mut Report) {
             avg
         ));
     }
-    let size = std::fs::metadata(lab.store_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
-    report.note(&format!("Store size: {} MiB.", size >> 20));
+    let size = crate::workload::store_bytes(&lab.store_path());
+    report.note(&format!("Store size on disk: {} MiB.", size >> 20));
 }

@@ -1,18 +1,23 @@
-//! Download (`head -c N /dev/zero`) and upload (`cat > /dev/null`) through
-//! one exec, along every route, with each side's default cipher and with
-//! aes128-gcm forced. Every portcullis run is checked byte for byte against
-//! the store.
+//! Download (`cat FILE`) and upload (`cat > /dev/null`, fed from FILE)
+//! through one exec, along every route, for incompressible bytes and for
+//! text, with each side's default cipher and with aes128-gcm forced. Every
+//! portcullis run is checked byte for byte against the store, and its CPU
+//! is split between recording (the store's writer and checkpointer
+//! threads) and the rest (the network side).
 
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
 use crate::lab::Lab;
-use crate::procs::{children_cpu_seconds, cpu_seconds, timed, timed_with_input};
+use crate::procs::{
+    children_cpu_seconds, cpu_seconds, thread_cpu_seconds, timed, timed_with_input,
+};
 use crate::report::Report;
 use crate::route::{ssh, Cipher, Route};
 use crate::stats::{ratio, Samples};
 use crate::store;
+use crate::workload::{self, store_bytes, Workload};
 use crate::Sizes;
 
 const ROUTES: [Route; 4] = [
@@ -21,6 +26,9 @@ const ROUTES: [Route; 4] = [
     Route::Relay,
     Route::Portcullis,
 ];
+
+/// Threads of the bastion that record: the store's writer and checkpointer.
+const RECORDING_THREADS: [&str; 2] = ["portcullis-audi", "portcullis-ckpt"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -36,32 +44,58 @@ pub fn run(lab: &Lab, sizes: &Sizes, report: &mut Report) {
          moved (median), for the client side (`ssh`, and its `ssh -W` for ProxyJump), \
          the hop (the bastion process, or every process the jump sshd ran for the \
          session) and the target sshd with its command: unlike MB/s, these do not \
-         depend much on what else the machine runs.",
+         depend much on what else the machine runs. For portcullis the hop's CPU is \
+         split: `recording` is its store writer and checkpointer threads, `network` \
+         the rest; `store` is how much the store grew per GiB recorded.",
     );
-    for direction in [Direction::Download, Direction::Upload] {
-        for cipher in [Cipher::Default, Cipher::Aes128Gcm] {
-            measure(lab, sizes, report, direction, cipher);
-            report.save();
+    let largest = sizes.download_bytes.max(sizes.upload_bytes);
+    if let Err(e) = workload::prepare(lab.dir(), largest) {
+        report.check("throughput: workload files", Err(e));
+        return;
+    }
+    for workload in Workload::ALL {
+        for direction in [Direction::Download, Direction::Upload] {
+            for cipher in [Cipher::Default, Cipher::Aes128Gcm] {
+                measure(lab, sizes, report, (workload, direction, cipher));
+                report.save();
+            }
         }
     }
+    super::codecs::run(lab, report);
+    report.save();
 }
 
-fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, cipher: Cipher) {
+/// The portcullis route's extra figures, per GiB.
+#[derive(Clone, Default)]
+struct Recording {
+    cpu: Samples,
+    store_mib: Samples,
+}
+
+fn measure(
+    lab: &Lab,
+    sizes: &Sizes,
+    report: &mut Report,
+    (workload, direction, cipher): (Workload, Direction, Cipher),
+) {
+    let file = workload.file(lab.dir());
+    let file_arg = file.display().to_string();
     let (bytes, label) = match direction {
         Direction::Download => (
             sizes.download_bytes,
             format!(
-                "Download {} MiB (`head -c {} /dev/zero`), {}",
+                "Download {} MiB {} (`cat FILE`), {}",
                 sizes.download_bytes >> 20,
-                sizes.download_bytes,
+                workload.name(),
                 cipher.name()
             ),
         ),
         Direction::Upload => (
             sizes.upload_bytes,
             format!(
-                "Upload {} MiB (`cat > /dev/null`), {}",
+                "Upload {} MiB {} (`cat > /dev/null`), {}",
                 sizes.upload_bytes >> 20,
+                workload.name(),
                 cipher.name()
             ),
         ),
@@ -69,22 +103,26 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
     eprintln!("bench: {label}");
     let mut samples = vec![Samples::default(); ROUTES.len()];
     let mut cpu = vec![[Samples::default(), Samples::default(), Samples::default()]; ROUTES.len()];
+    let mut recording = Recording::default();
     let mut errors = Vec::new();
     let mut record_problems = Vec::new();
     let mut recorded_runs = 0;
+    let gib = bytes as f64 / (1u64 << 30) as f64;
     for _ in 0..sizes.reps {
         for (i, route) in ROUTES.iter().enumerate() {
             let before = store::last_session(lab).unwrap_or(0);
             let cpu_before = cpu_now(lab, *route);
+            let recording_before = recording_cpu(lab);
+            let store_before = store_bytes(&lab.store_path());
             let result = match direction {
                 Direction::Download => timed(&mut ssh(
                     lab,
                     *route,
                     cipher,
-                    &format!("head -c {bytes} /dev/zero"),
+                    &format!("head -c {bytes} {file_arg}"),
                 )),
                 Direction::Upload => timed_with_input(
-                    Command::new("head").args(["-c", &bytes.to_string(), "/dev/zero"]),
+                    Command::new("head").args(["-c", &bytes.to_string(), &file_arg]),
                     &mut ssh(lab, *route, cipher, "cat > /dev/null"),
                 ),
             };
@@ -94,9 +132,17 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
                     // sshd reaps the session's processes a moment after.
                     thread::sleep(Duration::from_millis(300));
                     let used = cpu_now(lab, *route);
-                    let gib = bytes as f64 / (1u64 << 30) as f64;
                     for (k, (a, b)) in used.iter().zip(cpu_before).enumerate() {
                         cpu[i][k].push((a - b) / gib);
+                    }
+                    if *route == Route::Portcullis {
+                        recording
+                            .cpu
+                            .push((recording_cpu(lab) - recording_before) / gib);
+                        let grown = store_bytes(&lab.store_path()).saturating_sub(store_before);
+                        recording
+                            .store_mib
+                            .push(grown as f64 / (1u64 << 20) as f64 / gib);
                     }
                 }
                 Err(e) => errors.push(format!("{}: {e}", route.name())),
@@ -154,6 +200,14 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
         ],
         &rows,
     );
+    let hop = cpu[3][1].median();
+    let recording_cpu = recording.cpu.median();
+    report.note(&format!(
+        "portcullis hop, CPU s per GiB: recording {recording_cpu:.2}, network {:.2}; \
+         store grew {:.0} MiB per GiB recorded.",
+        hop - recording_cpu,
+        recording.store_mib.median()
+    ));
     for e in errors.iter().take(5) {
         report.note(&format!("error: {e}"));
     }
@@ -162,18 +216,27 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
         Direction::Download => "download",
         Direction::Upload => "upload",
     };
+    let case = format!("{what} {}, {}", workload.name(), cipher.name());
     report.target(
-        &format!("{what}, {}: >= 1.3x ProxyJump", cipher.name()),
+        &format!("{case}: >= 1.3x ProxyJump"),
         format!("{ours:.0} MB/s = {}", ratio(ours, jump)),
         ">= 1.30x",
         ours / jump >= 1.3,
     );
     report.target(
-        &format!("{what}, {}: >= 0.8x direct", cipher.name()),
+        &format!("{case}: >= 0.8x direct"),
         format!("{ours:.0} MB/s = {}", ratio(ours, direct)),
         ">= 0.80x",
         ours / direct >= 0.8,
     );
+    if workload == Workload::Random {
+        report.target(
+            &format!("{case}: recording <= 1 CPU s/GiB"),
+            format!("{recording_cpu:.2} CPU s/GiB"),
+            "<= 1.00",
+            recording_cpu <= 1.0,
+        );
+    }
     let result = if record_problems.is_empty() {
         Ok(format!(
             "{recorded_runs} runs, every byte in the store ({bytes} each)"
@@ -181,13 +244,21 @@ fn measure(lab: &Lab, sizes: &Sizes, report: &mut Report, direction: Direction, 
     } else {
         Err(record_problems.join("; "))
     };
-    report.check(&format!("{what}, {}: recorded", cipher.name()), result);
+    report.check(&format!("{case}: recorded"), result);
     if !errors.is_empty() {
         report.check(
-            &format!("{what}, {}: every run succeeded", cipher.name()),
+            &format!("{case}: every run succeeded"),
             Err(errors.join("; ")),
         );
     }
+}
+
+/// CPU seconds so far of the bastion's recording threads.
+fn recording_cpu(lab: &Lab) -> f64 {
+    RECORDING_THREADS
+        .iter()
+        .map(|name| thread_cpu_seconds(lab.bastion_pid(), name))
+        .sum()
 }
 
 /// CPU seconds so far of the client side, the hop and the target.
