@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::audit::writer::{take_batch, Msg};
+use crate::audit::writer::{take_batch, take_passers, Msg};
 use crate::audit::{SessionId, Stream};
 
 fn chunk(session: i64, channel: u32) -> Msg {
@@ -144,5 +144,25 @@ fn after_a_batch_of_passers_the_oldest_go_next() {
     assert_eq!(
         names(&batch),
         ["chunk 1/0", "chunk 1/0", "record Some(3)/Some(0)"]
+    );
+}
+
+#[test]
+fn passers_joining_a_cut_batch_leave_the_rest_in_order() {
+    // What a batch cut short puts back, then a caller that arrived meanwhile.
+    let mut pending: VecDeque<Msg> = vec![
+        chunk(1, 0),
+        record(Some(1), Some(0)),
+        chunk(1, 1),
+        record(Some(2), Some(0)),
+        end(1),
+    ]
+    .into();
+    let passers = take_passers(&mut pending);
+    assert_eq!(names(&passers), ["record Some(2)/Some(0)"]);
+    let rest: Vec<Msg> = pending.into();
+    assert_eq!(
+        names(&rest),
+        ["chunk 1/0", "record Some(1)/Some(0)", "chunk 1/1", "end 1"]
     );
 }

@@ -11,12 +11,13 @@
 //!
 //! Replies first: a caller waiting on a commit (a write-ahead decision) is
 //! not kept behind megabytes of stream chunks queued earlier by other
-//! channels. Such a message is committed in a batch of its own ahead of them
-//! unless a chunk queued before it belongs to its channel (or, for a
-//! session-wide message, to its session; or its session's end is queued
-//! before it): within a channel, and within a session for session-wide rows,
-//! rows keep the order they were sent in. Across channels, rows are in commit
-//! order; each row's time is when it was sent.
+//! channels. Such a message is committed ahead of them (in a batch of its
+//! own, or right after the row being written when it arrives) unless a
+//! chunk queued before it belongs to its channel (or, for a session-wide
+//! message, to its session; or its session's end is queued before it):
+//! within a channel, and within a session for session-wide rows, rows keep
+//! the order they were sent in. Across channels, rows are in commit order;
+//! each row's time is when it was sent.
 //!
 //! Adjacent chunks of the same channel and stream in a batch become one row
 //! (up to [`MAX_ROW_BYTES`], spanning at most [`JOIN_WINDOW_US`]): the bytes
@@ -48,7 +49,7 @@ use super::{SessionId, StoreError};
 use coalesce::coalesce;
 use linger::Linger;
 pub(crate) use msg::{Msg, Reply};
-pub(crate) use order::take_batch;
+pub(crate) use order::{take_batch, take_passers};
 
 /// Most messages in one transaction.
 const MAX_BATCH: usize = 512;
@@ -195,10 +196,11 @@ impl Writer {
 
     /// Applies `batch` in one transaction and commits it. Between stream
     /// rows it looks at the queue: when a caller waits on a commit (already
-    /// in `pending`: `waiting`, or just arrived), the rows applied so far
-    /// are committed and the rest of the batch is put back first in line,
-    /// so that the caller waits for one row, not for a whole batch. Returns
-    /// the outcomes of the applied prefix.
+    /// in `pending`: `waiting`, or just arrived), the rest of the batch is
+    /// put back first in line and the callers that may pass it (order.rs)
+    /// join this transaction, so that a caller waits for one row and one
+    /// commit, not for a whole batch and then a commit of its own. Returns
+    /// the outcomes of what was applied, which is then what `batch` holds.
     fn apply_batch(
         &mut self,
         batch: &mut Vec<Msg>,
@@ -212,20 +214,32 @@ impl Writer {
         chain::refresh_head(&tx, &mut self.head)?;
         let total = batch.len();
         let mut outcomes = Vec::with_capacity(total);
+        let mut cut = false;
         for msg in batch.iter_mut() {
-            let result = apply(&tx, &mut self.head, &mut self.payload, msg);
-            outcomes.push(match result {
-                Ok(id) => Ok(id),
-                Err(OpError::Rejected(e)) => Err(e),
-                Err(OpError::Store(e)) => return Err(BatchFailure::Sqlite(e)),
-                Err(OpError::Payload(e)) => return Err(BatchFailure::Payload(e)),
-            });
+            outcomes.push(apply_one(&tx, &mut self.head, &mut self.payload, msg)?);
             let more = outcomes.len() < total;
             if more
                 && matches!(msg, Msg::Chunk { .. })
                 && (caller_arrived(&mut self.pending, rx) || waiting)
             {
+                cut = true;
                 break;
+            }
+        }
+        if cut {
+            for msg in batch.drain(outcomes.len()..).rev() {
+                self.pending.push_front(msg);
+            }
+            let passers = take_passers(&mut self.pending);
+            if !passers.is_empty() {
+                // The stream moved in this batch: the next takes the oldest.
+                self.passed_last = true;
+            }
+            for mut msg in passers {
+                let outcome = apply_one(&tx, &mut self.head, &mut self.payload, &mut msg);
+                // Held by `batch` before `?`, so a failure answers it.
+                batch.push(msg);
+                outcomes.push(outcome?);
             }
         }
         chain::store_head(&tx, &self.head)?;
@@ -234,10 +248,22 @@ impl Writer {
             .sync()
             .map_err(|e| BatchFailure::Payload(e.to_string()))?;
         tx.commit()?;
-        for msg in batch.drain(outcomes.len()..).rev() {
-            self.pending.push_front(msg);
-        }
         Ok(outcomes)
+    }
+}
+
+/// Applies one message; `Err` only when the transaction must be abandoned.
+fn apply_one(
+    tx: &Connection,
+    head: &mut ChainHead,
+    payload: &mut Appender,
+    msg: &mut Msg,
+) -> Result<Outcome, BatchFailure> {
+    match apply(tx, head, payload, msg) {
+        Ok(id) => Ok(Ok(id)),
+        Err(OpError::Rejected(e)) => Ok(Err(e)),
+        Err(OpError::Store(e)) => Err(BatchFailure::Sqlite(e)),
+        Err(OpError::Payload(e)) => Err(BatchFailure::Payload(e)),
     }
 }
 

@@ -57,18 +57,14 @@ impl QueuedAhead {
     }
 }
 
-/// The next batch from `pending`, and whether it is one of passers: with
-/// `replies_first`, the waiting messages that may pass the chunks queued
-/// before them (see the module doc), if any, alone; otherwise the oldest
-/// messages, up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]. The writer
-/// alternates (never two batches of passers in a row), so that callers
-/// arriving without pause cannot starve a stream: it moves at least every
-/// other batch, and a caller still waits for at most one row of it.
-pub(crate) fn take_batch(pending: &mut VecDeque<Msg>, replies_first: bool) -> (Vec<Msg>, bool) {
+/// Takes from `pending` the waiting messages that may be committed before
+/// the messages queued ahead of them (see the module doc of the writer), up
+/// to [`MAX_BATCH`]; none past a flush.
+pub(crate) fn take_passers(pending: &mut VecDeque<Msg>) -> Vec<Msg> {
     let mut ahead = QueuedAhead::default();
     let mut passing = Vec::new();
     let mut index = 0;
-    while replies_first && index < pending.len() && passing.len() < MAX_BATCH {
+    while index < pending.len() && passing.len() < MAX_BATCH {
         let msg = &pending[index];
         if matches!(msg, Msg::Flush { .. }) {
             break;
@@ -82,8 +78,22 @@ pub(crate) fn take_batch(pending: &mut VecDeque<Msg>, replies_first: bool) -> (V
         ahead.note(msg);
         index += 1;
     }
-    if !passing.is_empty() {
-        return (passing, true);
+    passing
+}
+
+/// The next batch from `pending`, and whether it is one of passers: with
+/// `replies_first`, the waiting messages that may pass the chunks queued
+/// before them, if any, alone; otherwise the oldest messages, up to
+/// [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]. The writer alternates (never two
+/// batches of passers in a row), so that callers arriving without pause
+/// cannot starve a stream: it moves at least every other batch, and a
+/// caller still waits for at most one row of it.
+pub(crate) fn take_batch(pending: &mut VecDeque<Msg>, replies_first: bool) -> (Vec<Msg>, bool) {
+    if replies_first {
+        let passing = take_passers(pending);
+        if !passing.is_empty() {
+            return (passing, true);
+        }
     }
     let mut batch = Vec::new();
     let mut bytes = 0;
