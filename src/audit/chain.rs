@@ -153,6 +153,22 @@ fn hash_row(
     row: &ChainRow<'_>,
     data: Option<&[&[u8]]>,
 ) -> Hash {
+    let len = data.map(|parts| parts.iter().map(|p| p.len()).sum());
+    let mut h = hash_fields(algorithm, prev, row, len);
+    for part in data.unwrap_or_default() {
+        h.update(part);
+    }
+    h.finalize()
+}
+
+/// The hasher fed with everything of a row but its data bytes, which are
+/// `data_len` long (`None`: the row has no data).
+fn hash_fields(
+    algorithm: ChainAlgorithm,
+    prev: &[u8],
+    row: &ChainRow<'_>,
+    data_len: Option<usize>,
+) -> RowHasher {
     let mut h = RowHasher::new(algorithm);
     put_bytes(&mut h, prev);
     h.update(&row.seq.to_be_bytes());
@@ -162,18 +178,14 @@ fn hash_row(
     put_bytes(&mut h, row.kind.as_bytes());
     put_bytes(&mut h, row.detail.as_bytes());
     put_opt_bytes(&mut h, row.stream.map(str::as_bytes));
-    match data {
+    match data_len {
         None => h.update(&[0u8]),
-        Some(parts) => {
+        Some(len) => {
             h.update(&[1u8]);
-            let len: usize = parts.iter().map(|p| p.len()).sum();
             h.update(&(len as u64).to_be_bytes());
-            for part in parts {
-                h.update(part);
-            }
         }
     }
-    h.finalize()
+    h
 }
 
 fn put_bytes(h: &mut RowHasher, bytes: &[u8]) {
@@ -303,44 +315,73 @@ pub(crate) fn append(
     Ok(row.seq)
 }
 
-/// Like [`append`] for a stream row whose bytes, the consecutive `parts`,
-/// are in a payload segment at `located`: the hash covers the bytes
-/// themselves, the row stores where they are.
-pub(crate) fn append_payload(
-    conn: &Connection,
-    head: &mut ChainHead,
-    row: ChainRow<'_>,
-    parts: &[&[u8]],
-    located: PayloadRef,
-) -> rusqlite::Result<i64> {
-    let row = ChainRow {
-        seq: head.seq.saturating_add(1),
-        data: None,
-        ..row
-    };
-    let hash = hash_row(head.algorithm, &head.hash, &row, Some(parts));
-    conn.prepare_cached(
-        "INSERT INTO events (seq, session_id, channel, at_us, kind, detail, stream, data,
-                             prev_hash, hash, payload_segment, payload_offset, payload_len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        row.seq,
-        row.session_id,
-        row.channel,
-        row.at_us,
-        row.kind,
-        row.detail,
-        row.stream,
-        &head.hash[..],
-        &hash[..],
-        located.segment,
-        located.offset,
-        located.len,
-    ])?;
-    head.seq = row.seq;
-    head.hash = hash;
-    Ok(row.seq)
+/// A stream row whose bytes go to a payload segment: its hash covers the
+/// bytes themselves, fed in pieces as they are copied out (while they are
+/// still in cache, not in a second pass); the row stores where they are.
+pub(crate) struct PayloadRow<'a> {
+    row: ChainRow<'a>,
+    hasher: RowHasher,
+    unfed: usize,
+}
+
+impl<'a> PayloadRow<'a> {
+    /// The row after `head`, its bytes `len` long.
+    pub fn start(head: &ChainHead, row: ChainRow<'a>, len: usize) -> PayloadRow<'a> {
+        let row = ChainRow {
+            seq: head.seq.saturating_add(1),
+            data: None,
+            ..row
+        };
+        PayloadRow {
+            hasher: hash_fields(head.algorithm, &head.hash, &row, Some(len)),
+            row,
+            unfed: len,
+        }
+    }
+
+    /// The next of the row's bytes, in order.
+    pub fn feed(&mut self, piece: &[u8]) {
+        self.unfed = self.unfed.saturating_sub(piece.len());
+        self.hasher.update(piece);
+    }
+
+    /// Inserts the row, its bytes at `located`, and moves `head` to it.
+    pub fn insert(
+        self,
+        conn: &Connection,
+        head: &mut ChainHead,
+        located: PayloadRef,
+    ) -> rusqlite::Result<i64> {
+        let row = self.row;
+        let fed_all = self.unfed == 0 && located.len >= 0;
+        if !fed_all || row.seq != head.seq.saturating_add(1) {
+            // A bug, not input: refuse rather than chain a wrong hash.
+            return Err(rusqlite::Error::InvalidQuery);
+        }
+        let hash = self.hasher.finalize();
+        conn.prepare_cached(
+            "INSERT INTO events (seq, session_id, channel, at_us, kind, detail, stream, data,
+                                 prev_hash, hash, payload_segment, payload_offset, payload_len)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            row.seq,
+            row.session_id,
+            row.channel,
+            row.at_us,
+            row.kind,
+            row.detail,
+            row.stream,
+            &head.hash[..],
+            &hash[..],
+            located.segment,
+            located.offset,
+            located.len,
+        ])?;
+        head.seq = row.seq;
+        head.hash = hash;
+        Ok(row.seq)
+    }
 }
 
 fn insert(

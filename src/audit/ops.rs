@@ -8,7 +8,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::chain::{self, ChainHead, ChainRow};
+use super::chain::{self, ChainHead, ChainRow, PayloadRow};
 use super::event::{Event, NewSession, DATA_KIND};
 use super::payload::Appender;
 use super::{SessionId, StoreError};
@@ -127,25 +127,22 @@ pub(crate) fn chunk(
     payload: &mut Appender,
 ) -> Result<(), OpError> {
     check_open(conn, session)?;
+    let row = ChainRow {
+        seq: 0,
+        session_id: Some(session.0),
+        channel: Some(i64::from(channel)),
+        at_us,
+        kind: DATA_KIND,
+        detail: "{}",
+        stream: Some(stream),
+        data: None,
+    };
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut row = PayloadRow::start(head, row, len);
     let located = payload
-        .append(parts)
+        .append(parts, |piece| row.feed(piece))
         .map_err(|e| OpError::Payload(e.to_string()))?;
-    chain::append_payload(
-        conn,
-        head,
-        ChainRow {
-            seq: 0,
-            session_id: Some(session.0),
-            channel: Some(i64::from(channel)),
-            at_us,
-            kind: DATA_KIND,
-            detail: "{}",
-            stream: Some(stream),
-            data: None,
-        },
-        parts,
-        located,
-    )?;
+    row.insert(conn, head, located)?;
     Ok(())
 }
 

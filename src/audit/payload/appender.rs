@@ -31,6 +31,10 @@ use crate::audit::StoreError;
 /// the disk to stream, small enough to stay in the CPU's cache.
 const BUFFER_BYTES: usize = 1 << 20;
 
+/// Most bytes copied before they are shown: small enough to be still in
+/// the core's cache when they are read again.
+const PIECE_BYTES: usize = 64 << 10;
+
 pub(crate) struct Appender {
     dir: PathBuf,
     segment: i64,
@@ -101,8 +105,14 @@ impl Appender {
         })
     }
 
-    /// Appends the consecutive `parts` of one row; returns where they are.
-    pub(crate) fn append(&mut self, parts: &[&[u8]]) -> Result<PayloadRef, StoreError> {
+    /// Appends the consecutive `parts` of one row, showing each piece to
+    /// `copied` right after copying it (while it is in cache); returns
+    /// where they are.
+    pub(crate) fn append(
+        &mut self,
+        parts: &[&[u8]],
+        mut copied: impl FnMut(&[u8]),
+    ) -> Result<PayloadRef, StoreError> {
         if self.pending.end() >= SEGMENT_BYTES {
             self.next_segment()?;
         }
@@ -113,7 +123,8 @@ impl Appender {
                 if self.pending.space() == 0 {
                     self.write_full_blocks()?;
                 }
-                let n = self.pending.fill(rest);
+                let n = self.pending.fill(&rest[..rest.len().min(PIECE_BYTES)]);
+                copied(&rest[..n]);
                 rest = &rest[n..];
             }
         }
@@ -320,7 +331,10 @@ mod tests {
             }
             for size in [1usize, 4095, 4097, 70_000, 300_000] {
                 let row = vec![round.wrapping_mul(31).wrapping_add(size as u8); size];
-                let at = a.append(&[&row[..size / 2], &row[size / 2..]]).unwrap();
+                let mut shown = Vec::new();
+                let parts: [&[u8]; 2] = [&row[..size / 2], &row[size / 2..]];
+                let at = a.append(&parts, |p| shown.extend_from_slice(p)).unwrap();
+                assert!(shown == row, "every byte shown once, in order");
                 a.sync().unwrap();
                 conn.execute(
                     "INSERT INTO events VALUES (?1, ?2, ?3)",
@@ -330,7 +344,7 @@ mod tests {
                 expected.extend(row);
             }
             // A crash leaves bytes no row names: the next open cuts them.
-            a.append(&[b"never committed"]).unwrap();
+            a.append(&[b"never committed"], |_| ()).unwrap();
             a.sync().unwrap();
         }
         let mut read = Vec::new();
