@@ -274,7 +274,7 @@ fn start_sshd(dir: &Path, name: &str, trusted_cas: &Path) -> Result<(Daemon, u16
     for _ in 0..5 {
         let port = free_port()?;
         let config = dir.join("sshd_config");
-        // Settings per shared/notes/openssh-baselines.md: no PAM, no strict
+        // A baseline sshd for this machine: no PAM, no strict
         // modes, SHLVL=1 so that root's .bashrc (pyenv) stays out of every
         // command's start-up, and room for bursts of connections.
         fs::write(
