@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 use crate::cidr::Cidr;
 
+/// How long live sessions may go on after SIGTERM, when the config does
+/// not say: long enough for a command in flight, short for a restart.
+pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// Where the config is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "portcullis.toml";
 pub const CONFIG_ENV: &str = "PORTCULLIS_CONFIG";
@@ -46,6 +50,9 @@ struct ConfigFile {
     #[serde(default)]
     limits: LimitsFile,
     worker_threads: Option<usize>,
+    shutdown_drain: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 /// `[limits]`: abuse limits; every key is optional.
@@ -64,7 +71,7 @@ struct LimitsFile {
 }
 
 /// Abuse limits with their defaults applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// A connection must authenticate within this long.
     pub pre_auth_timeout: Duration,
@@ -161,6 +168,8 @@ struct CaFile {
     upstream_key: PathBuf,
     #[serde(default)]
     trusted: Vec<PathBuf>,
+    revoked_keys: Option<PathBuf>,
+    write_krl: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -181,9 +190,19 @@ pub struct Config {
     pub upstream_ca_key: PathBuf,
     /// Public keys of further CAs whose user certificates are accepted.
     pub trusted_ca_files: Vec<PathBuf>,
+    /// An OpenSSH KRL whose revocations are refused at authentication.
+    pub revoked_keys: Option<PathBuf>,
+    /// Where to keep the KRL of the store's revocations, for targets.
+    pub write_krl: Option<PathBuf>,
     pub limits: Limits,
     /// Threads of the async runtime (the network side).
     pub worker_threads: usize,
+    /// On SIGTERM/SIGINT, how long live sessions may go on before they
+    /// are ended.
+    pub shutdown_drain: Duration,
+    /// Load balancers whose PROXY protocol header names the real client;
+    /// from them the header is required, from anyone else refused.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Config {
@@ -227,9 +246,32 @@ impl Config {
                 })
             }
         };
+        let shutdown_drain = match &parsed.shutdown_drain {
+            None => DEFAULT_SHUTDOWN_DRAIN,
+            Some(text) => {
+                crate::policy::parse_duration(text).map_err(|e| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("shutdown_drain: {e}"),
+                })?
+            }
+        };
+        let trusted_proxies = parsed
+            .trusted_proxies
+            .iter()
+            .map(|block| {
+                Cidr::parse(block).ok_or_else(|| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "trusted_proxies: {block:?} is not a CIDR block (e.g. 10.0.0.5/32)"
+                    ),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Config {
             limits,
             worker_threads,
+            shutdown_drain,
+            trusted_proxies,
             listen,
             host_keys: parsed.host_keys.iter().map(|p| base.join(p)).collect(),
             policy_dir: base.join(&parsed.policy),
@@ -237,6 +279,8 @@ impl Config {
             task_ca_key: base.join(&parsed.ca.task_key),
             upstream_ca_key: base.join(&parsed.ca.upstream_key),
             trusted_ca_files: parsed.ca.trusted.iter().map(|p| base.join(p)).collect(),
+            revoked_keys: parsed.ca.revoked_keys.as_ref().map(|p| base.join(p)),
+            write_krl: parsed.ca.write_krl.as_ref().map(|p| base.join(p)),
             file,
         })
     }
@@ -277,6 +321,11 @@ listen = "{listen}"
 host_keys = ["hostkeys/ssh_host_ed25519_key"]
 policy = "policy"
 store = "portcullis.db"
+# On SIGTERM/SIGINT, live sessions may go on this long, then are ended.
+# shutdown_drain = "5s"
+# Load balancers that send the PROXY protocol (v1 or v2): required from
+# them, refused from anyone else.
+# trusted_proxies = ["10.0.0.5/32"]
 
 [ca]
 # Signs task certificates (`portcullis grant`, the request flow).
@@ -287,6 +336,10 @@ upstream_key = "ca/upstream_ca"
 # Public keys of further CAs (ssh-keygen -s, step-ca, Vault) whose user
 # certificates are accepted under the same policy.
 trusted = []
+# An OpenSSH KRL (ssh-keygen -k) whose revoked certs and keys are refused.
+# revoked_keys = "revoked_keys.krl"
+# Keep a KRL of every cert revoked here, for targets' sshd RevokedKeys.
+# write_krl = "portcullis.krl"
 
 [limits]
 # Abuse limits (these are the defaults).

@@ -64,6 +64,8 @@ enum Command {
     Reinstate { identity: String },
     /// List sessions (or refused authentications)
     Sessions(replay::SessionsArgs),
+    /// Print every audit event (not stream bytes), as text or JSON lines; --follow tails new ones
+    Events(replay::EventsArgs),
     /// Show a session's transcript: commands, exit codes, output, denials
     Show {
         session: i64,
@@ -82,6 +84,14 @@ enum Command {
     },
     /// Validate the config and the policy, printing every problem with file:line
     Check,
+    /// Write an OpenSSH KRL of every revoked cert, for targets' sshd RevokedKeys
+    Krl {
+        /// The KRL file to write (replaced whole)
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Make the running server re-read its config and policy (as SIGHUP does); live sessions the new policy still covers go on
+    Reload,
 }
 
 #[derive(clap::Args)]
@@ -118,11 +128,14 @@ fn main() -> ExitCode {
         Command::Revoke(args) => revoke(&config_path, &args),
         Command::Reinstate { identity } => reinstate(&config_path, &identity),
         Command::Sessions(args) => sessions(&config_path, &args),
+        Command::Events(args) => events(&config_path, &args),
         Command::Show { session, json } => show(&config_path, session, json),
         Command::Replay(args) => replay(&config_path, &args),
         Command::Export(args) => export(&config_path, &args),
         Command::Verify { session, json } => verify(&config_path, session, json),
         Command::Check => check(&config_path),
+        Command::Reload => reload(&config_path),
+        Command::Krl { output } => krl(&config_path, &output),
     };
     match result {
         Ok(code) => code,
@@ -178,6 +191,30 @@ fn serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `portcullis krl -o FILE`
+fn krl(config_path: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let built = operator::krl::write(&config, output)?;
+    eprintln!(
+        "portcullis: wrote {} ({} revocation(s))",
+        output.display(),
+        built.revocations
+    );
+    operator::krl::warn_unnamed(&built);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis reload`
+fn reload(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let applied = operator::reload::run(&config, &mut std::io::stdout().lock())?;
+    Ok(if applied {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// `portcullis grant`
 fn grant(config_path: &Path, args: &grant::GrantArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
@@ -219,6 +256,7 @@ fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("name what to revoke: --serial, --fingerprint, --identity or --task")
     };
     grants::admin::revoke(&config.store, selector, args.reason.as_deref())?;
+    operator::krl::refresh_configured(&config)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -226,6 +264,7 @@ fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
 fn reinstate(config_path: &Path, identity: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     grants::admin::reinstate(&config.store, identity)?;
+    operator::krl::refresh_configured(&config)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,6 +272,13 @@ fn reinstate(config_path: &Path, identity: &str) -> anyhow::Result<ExitCode> {
 fn sessions(config_path: &Path, args: &replay::SessionsArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     replay::sessions(&config.store, args, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis events [--follow] [--since T] [--after SEQ] [--json]`
+fn events(config_path: &Path, args: &replay::EventsArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    replay::events(&config.store, args, &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -210,6 +210,19 @@ pub enum Event {
         revocation_id: i64,
         sessions_ended: Vec<i64>,
     },
+    /// The server applied a new policy; the live sessions it no longer
+    /// covers were ended. `restart_needed` lists changed config settings
+    /// that apply only from the next start.
+    #[serde(rename = "policy.reloaded")]
+    PolicyReloaded {
+        sessions_ended: Vec<i64>,
+        #[serde(default)]
+        restart_needed: Vec<String>,
+    },
+    /// A reload found a config or policy that does not load; the policy in
+    /// force stays.
+    #[serde(rename = "policy.reload_refused")]
+    PolicyReloadRefused { error: String },
     /// No new grants or sessions for this identity until it is reinstated.
     #[serde(rename = "identity.suspended")]
     IdentitySuspended {
@@ -278,6 +291,8 @@ impl Event {
             Event::GrantRevoked { .. } => "grant.revoked",
             Event::GrantDecided { .. } => "grant.decided",
             Event::RevocationApplied { .. } => "revocation.applied",
+            Event::PolicyReloaded { .. } => "policy.reloaded",
+            Event::PolicyReloadRefused { .. } => "policy.reload_refused",
             Event::IdentitySuspended { .. } => "identity.suspended",
             Event::IdentityReinstated { .. } => "identity.reinstated",
             Event::LimitHit { .. } => "limit.hit",

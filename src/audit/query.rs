@@ -190,6 +190,36 @@ impl Reader {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Events (not stream rows) after sequence number `after` and, with
+    /// `since_us`, at or after that time; oldest first, at most `limit`.
+    pub fn events_after(
+        &self,
+        after: i64,
+        since_us: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events
+             WHERE seq > ?1 AND kind <> ?2 AND (?3 IS NULL OR at_us >= ?3)
+             ORDER BY seq LIMIT ?4",
+            self.event_columns
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![after, DATA_KIND, since_us, limit], |row| {
+            self.event_from_row(row)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The sequence number of the last row, 0 in an empty store.
+    pub fn last_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(seq) FROM events", [], |row| row.get(0))?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// The session and every row recorded for it, in chain order.
     pub fn transcript(&self, id: SessionId) -> Result<Option<Transcript>, StoreError> {
         let Some(session) = self.session(id)? else {

@@ -2,6 +2,7 @@
 //! portcullis issues (task certs and per-session upstream certs).
 
 pub mod keyfile;
+pub mod krl;
 pub mod options;
 pub mod sign;
 pub mod verify;
@@ -40,4 +41,8 @@ pub enum CertRefusal {
     WrongSourceAddress(String),
     #[error("certificate has no key id naming an identity")]
     NoKeyId,
+    #[error("certificate is revoked by the KRL {0} (revoked_keys)")]
+    RevokedByKrl(String),
+    #[error("the KRL {0} (revoked_keys) cannot be read, so every certificate is refused: {1}")]
+    KrlUnreadable(String, String),
 }

@@ -60,7 +60,7 @@ pub async fn admit(
     cert: &Certificate,
     login: &str,
     peer: Option<SocketAddr>,
-) -> Result<Opened, AuthRefusal> {
+) -> Result<Admission, AuthRefusal> {
     let client_addr = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
     let opened = decide_and_open(ctx, cert, login, peer, &client_addr).await;
     if let Err(refusal) = &opened {
@@ -80,19 +80,21 @@ async fn decide_and_open(
     login: &str,
     peer: Option<SocketAddr>,
     client_addr: &str,
-) -> Result<Opened, AuthRefusal> {
+) -> Result<Admission, AuthRefusal> {
     if login == RESERVED_LOGIN {
         return Err(AuthRefusal::CertOnGrantLogin);
     }
     let now = clock::now_unix();
     let verified = verify_user_cert(cert, login, peer.map(|p| p.ip()), &ctx.trusted, now)?;
+    if let Some(revoked_keys) = &ctx.revoked_keys {
+        revoked_keys.check(cert)?;
+    }
     let claim = match &verified.scope().role {
         Some(role) => RoleClaim::Named(role),
         None => RoleClaim::Unnamed,
     };
-    let ceiling = ctx
-        .policy
-        .ceiling(verified.key_id(), login, verified.lifetime(), claim)?;
+    let (policy_generation, policy) = ctx.policy_now();
+    let ceiling = policy.ceiling(verified.key_id(), login, verified.lifetime(), claim)?;
     let open = ctx.live.count_identity(verified.key_id());
     if open >= ctx.limits.max_sessions_per_identity {
         return Err(AuthRefusal::TooManySessions {
@@ -115,7 +117,18 @@ async fn decide_and_open(
         login: login.to_owned(),
         client_addr: client_addr.to_owned(),
     };
-    Ok(admit::open(&ctx.store, verified, ceiling, arrival, limits).await?)
+    let opened = admit::open(&ctx.store, verified, ceiling, arrival, limits).await?;
+    Ok(Admission {
+        opened,
+        policy_generation,
+    })
+}
+
+/// An admitted session, and the generation of the policy that admitted it
+/// (a reload in between is caught up with at registration).
+pub struct Admission {
+    pub opened: Opened,
+    pub policy_generation: u64,
 }
 
 /// Records a refused authentication; a store failure here changes nothing

@@ -23,6 +23,8 @@ use tokio::time::Instant;
 use super::grant_login::Requester;
 use super::handler::ConnectionHandler;
 use super::limits::{ConnectionRefusal, Limit};
+use super::proxy_header::{self, Header, HeaderError, Inbound};
+use super::stop::{Stop, SHUTTING_DOWN};
 use super::ServerContext;
 use crate::audit::Event;
 use crate::proxy::SessionLink;
@@ -80,6 +82,16 @@ impl ConnectionSlot {
         }
     }
 
+    /// Resolves when the server stops, for a connection that is not a
+    /// target session (those end through their session, with its reason,
+    /// and one admitted late is ended at registration).
+    async fn cut_by_stop(&self, stop: &Stop) {
+        stop.cutting().await;
+        if let Some(Admitted::Target(_)) = self.admitted.get() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Resolves at `deadline` if nothing was admitted by then.
     async fn unauthenticated_at(&self, deadline: Instant) {
         tokio::time::sleep_until(deadline).await;
@@ -95,7 +107,12 @@ pub async fn run(
     socket: TcpStream,
     peer: SocketAddr,
 ) {
+    let _open = Stop::enter(&ctx);
     let deadline = Instant::now() + ctx.limits.pre_auth_timeout;
+    let (socket, peer, read_past) = match client_of(&ctx, socket, peer, deadline).await {
+        Some(client) => client,
+        None => return,
+    };
     let permit = match ctx.sources.admit(peer.ip()) {
         Ok(permit) => permit,
         Err(refusal) => return refuse_connection(&ctx, socket, peer, &refusal).await,
@@ -109,6 +126,11 @@ pub async fn run(
             return;
         }
     };
+    let socket = match read_past {
+        Some(rest) => Inbound::after_header(socket, rest),
+        None => Inbound::untrusted(socket),
+    };
+    let sent_header = socket.refused_flag();
     let force_close = || {
         let _ = killer.shutdown(std::net::Shutdown::Both);
     };
@@ -120,7 +142,13 @@ pub async fn run(
     let mut running = match started.await {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "handshake failed");
+            if sent_header.load(Ordering::Relaxed) {
+                let reason = HeaderError::Untrusted.to_string();
+                tracing::info!(%peer, reason, "connection refused");
+                record_limit(&ctx, Limit::TrustedProxies, peer, None, &reason).await;
+            } else {
+                tracing::debug!(error = %e, "handshake failed");
+            }
             return;
         }
         Err(_) => {
@@ -154,6 +182,13 @@ pub async fn run(
             }
             reason
         }
+        () = slot.cut_by_stop(&ctx.stop) => {
+            cut(SHUTTING_DOWN.to_string()).await;
+            if tokio::time::timeout(Duration::from_millis(200), &mut running).await.is_err() {
+                force_close();
+            }
+            return;
+        }
         () = slot.unauthenticated_at(deadline) => {
             cut(pre_auth_timeout(&ctx, peer).await).await;
             // Before the handshake ends a disconnect may never go out.
@@ -172,6 +207,37 @@ pub async fn run(
         Some(Admitted::Grant(_)) => {}
         None if slot.tried.load(Ordering::Relaxed) => ctx.sources.failed_connection(peer.ip()),
         None => {}
+    }
+}
+
+/// The client behind `socket`: from a trusted proxy, the one its PROXY
+/// header names (with the bytes read past the header); from anyone else,
+/// the peer itself. `None`: refused (said and recorded).
+async fn client_of(
+    ctx: &ServerContext,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<(TcpStream, SocketAddr, Option<Vec<u8>>)> {
+    if !ctx
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(peer.ip()))
+    {
+        return Some((socket, peer, None));
+    }
+    let header = tokio::time::timeout_at(deadline, proxy_header::read_header(&mut socket)).await;
+    match header.unwrap_or(Err(HeaderError::Missing)) {
+        Ok((Header::Relayed(client), rest)) => {
+            let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+            Some((socket, client, Some(rest)))
+        }
+        Ok((Header::Local, rest)) => Some((socket, peer, Some(rest))),
+        Err(e) => {
+            refuse_connection(ctx, socket, peer, &ConnectionRefusal::ProxyHeader(e)).await;
+            None
+        }
     }
 }
 

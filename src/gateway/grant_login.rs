@@ -128,15 +128,15 @@ async fn request(
     if !who.identity.roles.contains(&args.role) {
         return Err(request::RequestError::RoleNotHeld(args.role.clone()).into());
     }
-    let role = ctx
-        .policy
+    let policy = ctx.policy();
+    let role = policy
         .roles
         .get(&args.role)
         .ok_or_else(|| GrantError::UnknownRole(args.role.clone()))?;
     let scope = request::narrow(role, &args.ttl, &args.narrowing)?;
     let key = read_task_key(stdin).await?;
     let order = grants::order_for(
-        &ctx.policy,
+        &policy,
         Asked {
             identity: &who.identity.name,
             role: &role.name,
@@ -244,7 +244,7 @@ async fn answer(
         }),
         RequestStatus::Approved => {
             let approver = record.decided_by.as_deref().unwrap_or("operator");
-            let order = grants::order_for_request(&ctx.policy, record, approver)?;
+            let order = grants::order_for_request(&ctx.policy(), record, approver)?;
             deliver(ctx, client, order).await
         }
         RequestStatus::Issued => {
@@ -333,8 +333,9 @@ async fn read_task_key(stdin: Stdin) -> Result<PublicKey, Refusal> {
 
 fn whoami(ctx: &ServerContext, who: &Requester) -> String {
     let mut out = format!("identity {}\n", who.identity.name);
+    let policy = ctx.policy();
     for name in &who.identity.roles {
-        let Some(role) = ctx.policy.roles.get(name) else {
+        let Some(role) = policy.roles.get(name) else {
             continue;
         };
         out.push_str(&format!(

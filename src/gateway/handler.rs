@@ -19,7 +19,7 @@ use super::admission::{self, AuthRefusal};
 use super::grant_login::Requester;
 use super::limits::{Limit, Unauthenticated};
 use super::prepared::Prepared;
-use super::{channel, connection, Admitted, ServerContext, SessionSlot};
+use super::{channel, connection, reload, Admitted, ServerContext, SessionSlot};
 use crate::policy::RESERVED_LOGIN;
 use crate::proxy::forward::{self, ForwardRequest};
 use crate::proxy::listen::RemoteForwards;
@@ -127,7 +127,8 @@ impl russh::server::Handler for ConnectionHandler {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.slot.note_attempt();
-        let identity = self.ctx.policy.identity_for_key(key.public_key);
+        let policy = self.ctx.policy();
+        let identity = policy.identity_for_key(key.public_key);
         let refusal = match (user == RESERVED_LOGIN, identity) {
             (true, Some(identity)) => {
                 if self.slot.get().is_some() {
@@ -159,11 +160,14 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(Auth::reject());
         }
         // admit() records why when it refuses.
-        let Ok(opened) = admission::admit(&self.ctx, certificate, user, self.peer).await else {
+        let Ok(admitted) = admission::admit(&self.ctx, certificate, user, self.peer).await else {
             return Ok(Auth::reject());
         };
-        let live = opened.session;
-        self.ctx.live.register(&live, opened.revocations_seen);
+        let live = admitted.opened.session;
+        self.ctx
+            .live
+            .register(&live, admitted.opened.revocations_seen);
+        reload::catch_up(&self.ctx, &live, admitted.policy_generation);
         let link = SessionLink {
             target: Arc::new(Link::new(live.clone(), self.ctx.upstream.clone())),
             live,

@@ -9,6 +9,7 @@
 //! a client that offers several keys is one failure; sources in
 //! `auth_failures_exempt` are never backed off.
 
+use super::proxy_header::HeaderError;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -35,6 +36,8 @@ pub enum Limit {
     AuthFailuresPerSource,
     MaxSessionsPerIdentity,
     MaxChannelsPerSession,
+    /// A PROXY protocol header where none may be, or none where one must be.
+    TrustedProxies,
 }
 
 impl fmt::Display for Limit {
@@ -45,6 +48,7 @@ impl fmt::Display for Limit {
             Limit::AuthFailuresPerSource => "auth_failures_per_source",
             Limit::MaxSessionsPerIdentity => "max_sessions_per_identity",
             Limit::MaxChannelsPerSession => "max_channels_per_session",
+            Limit::TrustedProxies => "trusted_proxies",
         })
     }
 }
@@ -56,6 +60,8 @@ pub enum ConnectionRefusal {
     BackedOff { ip: IpAddr, wait_secs: u64 },
     #[error("too many unauthenticated connections (max_unauthenticated = {0})")]
     TooManyUnauthenticated(usize),
+    #[error("{0}")]
+    ProxyHeader(#[from] HeaderError),
 }
 
 impl ConnectionRefusal {
@@ -63,6 +69,7 @@ impl ConnectionRefusal {
         match self {
             ConnectionRefusal::BackedOff { .. } => Limit::AuthFailuresPerSource,
             ConnectionRefusal::TooManyUnauthenticated(_) => Limit::MaxUnauthenticated,
+            ConnectionRefusal::ProxyHeader(_) => Limit::TrustedProxies,
         }
     }
 }

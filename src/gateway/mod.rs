@@ -11,20 +11,26 @@ pub mod connection;
 pub mod grant_login;
 pub mod handler;
 pub mod limits;
+pub mod pidfile;
 pub mod prepared;
+pub mod proxy_header;
 pub mod registry;
+pub mod reload;
+pub mod stop;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use russh::keys::PrivateKey;
+use russh::keys::{PrivateKey, PublicKey};
 use russh::server::Config as SshConfig;
 use russh::MethodKind;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::audit::Store;
+use crate::cert::krl::RevokedKeys;
 use crate::cert::{keyfile, TrustedCas};
 use crate::config::{Config, Limits};
 use crate::grants::ratelimit::RateLimiter;
@@ -34,10 +40,18 @@ use crate::upstream::UpstreamAuthority;
 pub use connection::{Admitted, ConnectionSlot, SessionSlot};
 use limits::SourceGuard;
 use registry::LiveRegistry;
+use stop::Stop;
 
 /// What every connection shares.
 pub struct ServerContext {
-    pub policy: Policy,
+    /// The operator's KRL (`[ca] revoked_keys`), checked at authentication.
+    pub revoked_keys: Option<RevokedKeys>,
+    /// Every CA whose certs are accepted (for the KRL of revocations).
+    pub ca_keys: Vec<PublicKey>,
+    /// The policy in force and its generation (one more per reload).
+    policy: RwLock<(u64, Arc<Policy>)>,
+    /// The config the server started with (a reload compares against it).
+    pub config: Config,
     pub trusted: TrustedCas,
     pub store: Store,
     /// Reads of the grants tables (writes go through `store`).
@@ -49,6 +63,7 @@ pub struct ServerContext {
     pub live: LiveRegistry,
     pub limits: Limits,
     pub sources: SourceGuard,
+    pub stop: Stop,
 }
 
 impl ServerContext {
@@ -67,7 +82,10 @@ impl ServerContext {
         let grants = GrantsReader::open(&config.store)
             .with_context(|| format!("reading the grants tables in {}", config.store.display()))?;
         Ok(ServerContext {
-            policy,
+            revoked_keys: config.revoked_keys.clone().map(RevokedKeys::new),
+            ca_keys: ca_keys.clone(),
+            policy: RwLock::new((0, Arc::new(policy))),
+            config: config.clone(),
             trusted: TrustedCas::new(&ca_keys),
             store,
             grants,
@@ -77,11 +95,38 @@ impl ServerContext {
             live: LiveRegistry::default(),
             limits: config.limits.clone(),
             sources: SourceGuard::new(config.limits.clone()),
+            stop: Stop::default(),
         })
     }
 }
 
-/// Runs the bastion until the process is stopped.
+impl ServerContext {
+    /// The policy in force now. A decision takes it once and decides with
+    /// that one, so a reload never mixes two policies in one decision.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy_now().1
+    }
+
+    /// The policy in force and its generation.
+    pub fn policy_now(&self) -> (u64, Arc<Policy>) {
+        match self.policy.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `policy` in force for every decision from now on.
+    pub fn replace_policy(&self, policy: Policy) {
+        let mut current = match self.policy.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = (current.0.wrapping_add(1), Arc::new(policy));
+    }
+}
+
+/// Runs the bastion until SIGTERM or SIGINT, then stops gracefully
+/// (`stop`); returns once every session it admitted is ended on record.
 pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let ctx = Arc::new(ServerContext::load(config)?);
     let host_keys = config
@@ -94,11 +139,28 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    registry::refresh_krl(&ctx).await;
     tokio::spawn(registry::watch_revocations(ctx.clone()));
     tokio::spawn(watch_store_health(ctx.clone()));
     eprintln!("portcullis: listening on {}", listener.local_addr()?);
+    let _pid_file = pidfile::PidFile::write(&config.store)
+        .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;
+    let mut hangups = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    let signalled = stop::signalled();
+    tokio::pin!(signalled);
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = hangups.recv() => {
+                tokio::spawn(reload::reload_serially(ctx.clone()));
+                continue;
+            }
+            signal = &mut signalled => {
+                eprintln!("portcullis: {signal}: stopping");
+                break;
+            }
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait, do not spin.
@@ -108,6 +170,8 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
             }
         };
         let _ = socket.set_nodelay(true);
+        // A v4 client on a dual-stack listener is itself, not ::ffff:a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         tokio::spawn(connection::run(
             ctx.clone(),
             ssh_config.clone(),
@@ -115,6 +179,9 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
             peer,
         ));
     }
+    drop(listener);
+    stop::drain_and_stop(&ctx, config.shutdown_drain).await;
+    Ok(())
 }
 
 fn ssh_config(host_keys: Vec<PrivateKey>, limits: &Limits) -> SshConfig {

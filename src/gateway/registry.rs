@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use super::ServerContext;
 use crate::audit::{Event, SessionId};
-use crate::grants::{db, Revocation};
+use crate::clock;
+use crate::grants::{db, krl, GrantError, Revocation};
 use crate::session::LiveSession;
 
 /// How often the store is checked for new revocations; the contract's
@@ -34,6 +35,9 @@ struct Inner {
     /// Revocations the watch applied since the server started (rare; a
     /// session admitted before seeing one is checked against it).
     applied: Vec<Revocation>,
+    /// Set when the server stops: a session registering after that (its
+    /// handshake was under way) is ended at once, with this reason.
+    closed: Option<String>,
 }
 
 impl LiveRegistry {
@@ -44,6 +48,10 @@ impl LiveRegistry {
             live.terminate(REVOKED);
             return;
         };
+        if let Some(reason) = &inner.closed {
+            live.terminate(reason);
+            return;
+        }
         inner.sessions.insert(live.id(), Arc::downgrade(live));
         let facts = live.cert_facts();
         let missed = inner
@@ -72,6 +80,38 @@ impl LiveRegistry {
                 .count(),
             Err(_) => 0,
         }
+    }
+
+    /// The live sessions, now.
+    pub fn snapshot(&self) -> Vec<Arc<LiveSession>> {
+        match self.inner.lock() {
+            Ok(inner) => inner.sessions.values().filter_map(Weak::upgrade).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Live sessions on this server.
+    pub fn live_count(&self) -> usize {
+        match self.inner.lock() {
+            Ok(inner) => inner.sessions.values().filter_map(Weak::upgrade).count(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Ends every live session with `reason`, and every session that
+    /// registers from now on; returns how many were live.
+    pub fn close(&self, reason: &str) -> usize {
+        let live: Vec<Arc<LiveSession>> = match self.inner.lock() {
+            Ok(mut inner) => {
+                inner.closed = Some(reason.to_string());
+                inner.sessions.values().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for session in &live {
+            session.terminate(reason);
+        }
+        live.len()
     }
 
     /// Ends the sessions `revocation` covers; returns their ids.
@@ -126,6 +166,7 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
                 continue;
             }
         };
+        let any = !fresh.is_empty();
         for revocation in fresh {
             last = last.max(revocation.id);
             let id = revocation.id;
@@ -140,5 +181,33 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
                 tracing::error!(error = %e, "could not record a revocation");
             }
         }
+        if any {
+            refresh_krl(&ctx).await;
+        }
+    }
+}
+
+/// Rewrites `[ca] write_krl`, when configured, from the store's
+/// revocations (at start, and after revocations from any process).
+pub async fn refresh_krl(ctx: &Arc<ServerContext>) {
+    let Some(path) = ctx.config.write_krl.clone() else {
+        return;
+    };
+    let cas = ctx.ca_keys.clone();
+    let written = ctx
+        .grants
+        .run(move |conn| {
+            let krl = krl::build(conn, &cas, clock::now_unix())?;
+            krl::write_atomically(&path, &krl.bytes).map_err(|e| GrantError::Io(e.to_string()))?;
+            Ok(krl)
+        })
+        .await;
+    match written {
+        Ok(krl) if krl.unnamed > 0 => tracing::warn!(
+            certs = krl.unnamed,
+            "revoked certs with serial 0 and no known key cannot be listed in the KRL"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not write the KRL (write_krl)"),
     }
 }

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod db;
 pub mod issue;
+pub mod krl;
 pub mod ratelimit;
 pub mod request;
 
@@ -56,6 +57,8 @@ pub enum GrantError {
     Sign(String),
     #[error(transparent)]
     Narrow(#[from] request::RequestError),
+    #[error("{0}")]
+    Io(String),
 }
 
 /// What a grant allows: the role's scope, possibly narrowed by the request.

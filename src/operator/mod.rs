@@ -1,5 +1,6 @@
 //! The operator's commands that are more than a call into a lower layer:
-//! signing a grant, listing the request queue, checking a setup.
+//! signing a grant, listing the request queue, checking a setup, asking
+//! the server to reload.
 //!
 //! Invariant: these run as their own processes beside a server; every
 //! write they make goes through the store's transactions (`audit::Txn`),
@@ -7,4 +8,6 @@
 
 pub mod check;
 pub mod grant;
+pub mod krl;
+pub mod reload;
 pub mod requests;

@@ -90,6 +90,32 @@ impl Ceiling {
         self.single_session
     }
 
+    /// Whether a session admitted under `was` may go on under this
+    /// ceiling: the same target and named role, every pattern and address
+    /// `was` had (by text: a superset of patterns allows all the subset
+    /// did), and at least as much recorded and enforced. A widened ceiling
+    /// covers; any narrowing does not, whether or not the session used
+    /// what was taken away.
+    pub fn covers(&self, was: &Ceiling) -> bool {
+        fn superset(mine: Vec<String>, theirs: Vec<String>) -> bool {
+            theirs.iter().all(|p| mine.contains(p))
+        }
+        let sftp = match (&self.sftp, &was.sftp) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(mine), Some(theirs)) => superset(mine.to_strings(), theirs.to_strings()),
+        };
+        self.target == was.target
+            && self.named_role() == was.named_role()
+            && superset(self.exec.to_strings(), was.exec.to_strings())
+            && superset(self.open.to_strings(), was.open.to_strings())
+            && was.listen.iter().all(|l| self.listen.contains(l))
+            && sftp
+            && (self.pty || !was.pty)
+            && (was.capture || !self.capture)
+            && (was.single_session || !self.single_session)
+    }
+
     fn empty(target: &Target, named: bool) -> Ceiling {
         Ceiling {
             target: target.clone(),

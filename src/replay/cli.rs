@@ -36,7 +36,7 @@ pub struct SessionsArgs {
     pub json: bool,
 }
 
-fn parse_since(s: &str) -> Result<i64, String> {
+pub(super) fn parse_since(s: &str) -> Result<i64, String> {
     parse_time(s).ok_or_else(|| format!("`{s}` is neither an RFC 3339 time nor unix seconds"))
 }
 

@@ -127,6 +127,17 @@ pub fn write_refused_json(events: &[EventRecord], out: &mut dyn Write) -> io::Re
     write_json(&list, out)
 }
 
+/// `events --json`: one event object per line, with its `session` (or
+/// `null`), compact.
+pub fn event_line_json(e: &EventRecord, out: &mut dyn Write) -> io::Result<()> {
+    let line = EventJson {
+        session: Some(e.session),
+        ..event_json(e, None)
+    };
+    serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
 /// `show ID --json`: `{"session": {...}, "events": [...]}`.
 pub fn write_show_json(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
     #[derive(Serialize)]

@@ -1,4 +1,4 @@
-//! What reviewers read: `sessions`, `show` and `verify` output, as text for a
+//! What reviewers read: `sessions`, `show`, `events` and `verify` output, as text for a
 //! terminal and as the stable `--json` shapes of docs/CONTRACT.md; and
 //! what they play: `replay` in the terminal, `export` as asciicast or JSON.
 //!
@@ -10,6 +10,7 @@
 pub mod asciicast;
 mod cli;
 mod console;
+mod events;
 mod export;
 mod json;
 mod observed;
@@ -21,6 +22,7 @@ mod show;
 mod tests;
 
 pub use cli::{sessions, show, verify, ReplayError, SessionsArgs};
+pub use events::{events, EventsArgs};
 pub use export::{export, write_export, ExportArgs, ExportFormat};
 pub use json::{write_refused_json, write_sessions_json, write_show_json, write_verify_json};
 pub use player::{replay, schedule, ReplayArgs, Step};

@@ -35,31 +35,23 @@ use crate::policy::{
 
 #[derive(Debug, Clone)]
 pub struct Scope {
-    target: Target,
+    /// The policy's side: the target, the named role, what the roles allow.
+    ceiling: Ceiling,
     identity: String,
-    /// The role the cert names, when it names one.
-    role: Option<String>,
     cert_exec: Option<PatternSet>,
-    role_exec: PatternSet,
     force_command: Option<String>,
     /// The cert's `permit-pty`.
     cert_pty: bool,
-    /// Some role of the ceiling has `pty = true`.
-    role_pty: bool,
     /// Longest command accepted, in bytes (`[limits] max_command_bytes`):
     /// a bound keeps matching and recording cheap.
     max_command_bytes: usize,
     /// The cert's `permit-port-forwarding`: required for any forward.
     permit_port_forwarding: bool,
     cert_open: Option<OpenPatternSet>,
-    role_open: OpenPatternSet,
     cert_listen: Option<Vec<ListenAddress>>,
-    role_listen: Vec<ListenAddress>,
     cert_sftp: Option<PathScope>,
-    role_sftp: Option<PathScope>,
     /// The ceiling's or the cert's `capture`.
     capture: bool,
-    single_session: bool,
 }
 
 /// What an exec channel runs instead of a shell or a subsystem when the
@@ -123,29 +115,28 @@ impl Scope {
     pub(super) fn new(cert: &VerifiedCert, ceiling: Ceiling, max_command_bytes: usize) -> Scope {
         let c = cert.scope();
         Scope {
-            target: ceiling.target().clone(),
             identity: cert.key_id().to_owned(),
-            role: ceiling.named_role().map(str::to_owned),
             cert_exec: c.exec.clone(),
-            role_exec: ceiling.exec().clone(),
             force_command: c.force_command.clone(),
             cert_pty: c.permit_pty,
-            role_pty: ceiling.pty(),
             max_command_bytes,
             permit_port_forwarding: c.permit_port_forwarding,
             cert_open: c.open.clone(),
-            role_open: ceiling.open().clone(),
             cert_listen: c.listen.clone(),
-            role_listen: ceiling.listen().to_vec(),
             cert_sftp: c.sftp.clone(),
-            role_sftp: ceiling.sftp().cloned(),
             capture: ceiling.capture() || c.capture,
-            single_session: ceiling.single_session(),
+            ceiling,
         }
     }
 
     pub fn target(&self) -> &Target {
-        &self.target
+        self.ceiling.target()
+    }
+
+    /// The ceiling the session was admitted under (a reload checks that
+    /// the new policy still covers it).
+    pub fn ceiling(&self) -> &Ceiling {
+        &self.ceiling
     }
 
     pub fn identity(&self) -> &str {
@@ -154,7 +145,7 @@ impl Scope {
 
     /// The role the cert speaks for, when it names one.
     pub fn role(&self) -> Option<&str> {
-        self.role.as_deref()
+        self.ceiling.named_role()
     }
 
     /// Whether forward and sftp payload bytes are recorded.
@@ -164,7 +155,7 @@ impl Scope {
 
     /// Whether the grant ends with this session (a role's `single_session`).
     pub fn single_session(&self) -> bool {
-        self.single_session
+        self.ceiling.single_session()
     }
 
     /// The cert's `force-command`: with OpenSSH's meaning it replaces a
@@ -231,11 +222,11 @@ impl Scope {
                 return Err(ExecRefusal::NotInCert(shown(run)));
             }
         }
-        if !allows(&self.role_exec)? {
+        if !allows(self.ceiling.exec())? {
             return Err(ExecRefusal::NotInPolicy {
                 command: shown(run),
                 identity: self.identity.clone(),
-                target: self.target.name.clone(),
+                target: self.ceiling.target().name.clone(),
             });
         }
         Ok(())

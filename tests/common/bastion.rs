@@ -36,6 +36,25 @@ impl Bastion {
             trust_cas(root, &config, &setup.trusted_ca_files);
         }
         set_limits(&config, &setup.limits);
+        if !setup.ca_settings.is_empty() {
+            let lines: String = setup
+                .ca_settings
+                .iter()
+                .map(|(key, value)| format!("{key} = {value}\n"))
+                .collect();
+            let text = fs::read_to_string(&config).expect("read portcullis.toml");
+            let text = text.replacen("[ca]\n", &format!("[ca]\n{lines}"), 1);
+            fs::write(&config, text).expect("write portcullis.toml");
+        }
+        if !setup.settings.is_empty() {
+            let lines: String = setup
+                .settings
+                .iter()
+                .map(|(key, value)| format!("{key} = {value}\n"))
+                .collect();
+            let text = fs::read_to_string(&config).expect("read portcullis.toml");
+            fs::write(&config, lines + &text).expect("write portcullis.toml");
+        }
 
         let upstream_ca_pub = root.join("ca/upstream_ca.pub");
         assert!(
@@ -87,6 +106,34 @@ impl Bastion {
         if let Ok(Some(mut daemon)) = daemon {
             daemon.stop();
         }
+    }
+
+    /// Sends the server a signal (`"HUP"`, `"TERM"`, ...).
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the bastion runs");
+        run_ok(
+            Command::new("kill").args(["-s", name, &pid.to_string()]),
+            "kill",
+        );
+    }
+
+    /// Waits for the server to exit by itself; panics after `within`.
+    pub fn wait_exit(&self, within: Duration) -> ExitStatus {
+        let mut daemon = self.daemon.lock().expect("daemon lock");
+        let running = daemon.as_mut().expect("the bastion runs");
+        let status = running.wait_exit(within);
+        *daemon = None;
+        status.unwrap_or_else(|| {
+            panic!(
+                "portcullis serve still runs after {within:?}\n{}",
+                tail(&self.log_path, 40)
+            )
+        })
+    }
+
+    /// Writes the policy of `setup` over the running one (targets stay).
+    pub fn rewrite_policy(&self, setup: &Setup) {
+        write_policy(&self.dir().join("policy"), setup, &self.targets);
     }
 
     /// The server's process id, while it runs.

@@ -86,6 +86,10 @@ pub struct Setup {
     pub trusted_ca_files: Vec<PathBuf>,
     /// `[limits]` settings: key and TOML value (`"2s"` quoted, numbers bare).
     pub limits: Vec<(String, String)>,
+    /// Top-level settings of portcullis.toml, the same way.
+    pub settings: Vec<(String, String)>,
+    /// `[ca]` settings, the same way.
+    pub ca_settings: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -149,6 +153,18 @@ impl Setup {
     /// Sets `[limits] key = value` (a TOML value: `"\"2s\""` or `"3"`).
     pub fn limit(mut self, key: &str, value: &str) -> Self {
         self.limits.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A `[ca]` setting of portcullis.toml (TOML value, strings quoted).
+    pub fn ca_setting(mut self, key: &str, value: &str) -> Self {
+        self.ca_settings.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A top-level setting of portcullis.toml (`"2s"` quoted, numbers bare).
+    pub fn setting(mut self, key: &str, value: &str) -> Self {
+        self.settings.push((key.to_string(), value.to_string()));
         self
     }
 

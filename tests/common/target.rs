@@ -50,6 +50,27 @@ impl Target {
         upstream_ca_pub: &Path,
         port: u16,
     ) -> Result<Target, (String, bool)> {
+        Target::try_start_with(name, upstream_ca_pub, port, "")
+    }
+
+    /// Starts a target sshd with `extra` lines in its sshd_config.
+    pub fn start_with(name: &str, ca_pub: &Path, extra: &str) -> Target {
+        for _ in 0..5 {
+            match Target::try_start_with(name, ca_pub, free_port(), extra) {
+                Ok(target) => return target,
+                Err((_, true)) => continue,
+                Err((msg, false)) => panic!("{msg}"),
+            }
+        }
+        panic!("target {name}: no free port after 5 tries")
+    }
+
+    fn try_start_with(
+        name: &str,
+        upstream_ca_pub: &Path,
+        port: u16,
+        extra: &str,
+    ) -> Result<Target, (String, bool)> {
         fs::create_dir_all("/run/sshd")
             .expect("create /run/sshd (sshd's privilege separation directory)");
         let dir = tempdir();
@@ -88,7 +109,8 @@ impl Target {
                  LogLevel VERBOSE\n\
                  MaxStartups 200\n\
                  PrintMotd no\n\
-                 Subsystem sftp internal-sftp\n",
+                 Subsystem sftp internal-sftp\n\
+                 {extra}",
                 host_key = host_key.display(),
                 pid = dir.path().join("sshd.pid").display(),
                 ca = upstream_ca_pub.display(),

@@ -87,6 +87,13 @@ pub(crate) fn every_kind() -> Vec<Event> {
             revocation_id: 1,
             sessions_ended: vec![3],
         },
+        Event::PolicyReloaded {
+            sessions_ended: vec![4],
+            restart_needed: vec!["listen".into()],
+        },
+        Event::PolicyReloadRefused {
+            error: "roles.toml:3: unknown key".into(),
+        },
         Event::GrantDecided {
             request_id: 4,
             approved: false,

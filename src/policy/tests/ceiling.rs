@@ -247,3 +247,48 @@ fn lifetime_refusal_names_every_role_with_the_largest_max_ttl() {
         Some("certificate lifetime 1h exceeds max_ttl 30m of roles web-restart, web-readonly")
     );
 }
+
+/// What reload keeps: a session goes on only when the new ceiling covers
+/// the one it was admitted under.
+#[test]
+fn a_ceiling_covers_an_equal_or_wider_one_and_no_narrower_one() {
+    let ceiling = |p: &Policy| {
+        p.ceiling("agent-7", "web1", 10 * MINUTE, RoleClaim::Unnamed)
+            .unwrap_or_else(|e| panic!("expected a ceiling, got {e:?}"))
+    };
+    let was = ceiling(&policy());
+    assert!(was.covers(&was));
+
+    let mut unrelated = policy();
+    unrelated.roles.insert(
+        "db-tunnel".into(),
+        role("db-tunnel", &["db1"], &["psql"], MINUTE),
+    );
+    assert!(ceiling(&unrelated).covers(&was), "an edit elsewhere");
+
+    let mut wider = policy();
+    if let Some(r) = wider.roles.get_mut("web-readonly") {
+        r.exec
+            .extend(&PatternSet::parse(["df -h"]).unwrap_or_default());
+    }
+    let widened = ceiling(&wider);
+    assert!(widened.covers(&was) && !was.covers(&widened));
+
+    let mut narrower = policy();
+    if let Some(r) = narrower.roles.get_mut("web-readonly") {
+        r.exec = PatternSet::parse(["systemctl status *"]).unwrap_or_default();
+    }
+    assert!(!ceiling(&narrower).covers(&was), "a pattern taken away");
+
+    let mut no_pty = policy();
+    if let Some(r) = no_pty.roles.get_mut("web-readonly") {
+        r.pty = false;
+    }
+    assert!(!ceiling(&no_pty).covers(&was), "pty taken away");
+
+    let mut moved = policy();
+    if let Some(t) = moved.targets.get_mut("web1") {
+        t.address = "127.0.0.1:2200".into();
+    }
+    assert!(!ceiling(&moved).covers(&was), "the target changed");
+}

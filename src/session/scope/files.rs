@@ -117,10 +117,10 @@ impl Scope {
         if name != "sftp" {
             return Err(SftpRefusal::Unsupported(shown_name(name)));
         }
-        let Some(role) = &self.role_sftp else {
+        let Some(role) = self.ceiling.sftp() else {
             return Err(SftpRefusal::NotInPolicy {
                 identity: self.identity.clone(),
-                target: self.target.name.clone(),
+                target: self.ceiling.target().name.clone(),
             });
         };
         if self.cert_sftp.as_ref().is_some_and(|c| c.is_empty()) {
@@ -135,13 +135,17 @@ impl Scope {
     /// Decides a `tcpip-forward` request: only an address a role lists
     /// (and the cert too, when it names its listeners).
     pub fn decide_listen(&self, address: &str, port: u32) -> Result<ListenDecision, ListenRefusal> {
-        let listed = self.role_listen.iter().find(|l| l.matches(address, port));
+        let listed = self
+            .ceiling
+            .listen()
+            .iter()
+            .find(|l| l.matches(address, port));
         let Some(listed) = listed else {
             return Err(ListenRefusal::NotListed {
                 address: address.chars().take(80).collect(),
                 port,
                 identity: self.identity.clone(),
-                target: self.target.name.clone(),
+                target: self.ceiling.target().name.clone(),
             });
         };
         if !self.permit_port_forwarding {

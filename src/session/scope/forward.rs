@@ -126,11 +126,11 @@ impl Scope {
                 return Err(ForwardRefusal::NotInCert(destination));
             }
         }
-        if !self.role_open.matches_any(bare, port) {
+        if !self.ceiling.open().matches_any(bare, port) {
             return Err(ForwardRefusal::NotInPolicy {
                 destination,
                 identity: self.identity.clone(),
-                target: self.target.name.clone(),
+                target: self.ceiling.target().name.clone(),
             });
         }
         Ok((bare.to_owned(), port, literal))
@@ -145,7 +145,7 @@ impl Scope {
         candidates: &[IpAddr],
     ) -> Result<IpAddr, ForwardRefusal> {
         let listed = |addr: IpAddr| {
-            self.role_open.lists_address(addr, port)
+            self.ceiling.open().lists_address(addr, port)
                 && self
                     .cert_open
                     .as_ref()

@@ -98,10 +98,10 @@ impl Scope {
         if !self.cert_pty {
             return Err(TerminalRefusal::NoPermitPty);
         }
-        if !self.role_pty {
+        if !self.ceiling.pty() {
             return Err(TerminalRefusal::NoPtyRole {
                 identity: self.identity.clone(),
-                target: self.target.name.clone(),
+                target: self.ceiling.target().name.clone(),
             });
         }
         Ok(())
@@ -130,10 +130,10 @@ impl Scope {
     /// the lone `"*"` on both sides: an allow-list never opens a shell.
     pub fn decide_shell(&self, on_terminal: bool) -> Result<ShellDecision, TerminalRefusal> {
         self.check_pty()?;
-        if !self.role_exec.is_unrestricted() {
+        if !self.ceiling.exec().is_unrestricted() {
             return Err(TerminalRefusal::PolicyRestrictsCommands {
                 identity: self.identity.clone(),
-                target: self.target.name.clone(),
+                target: self.ceiling.target().name.clone(),
             });
         }
         if let Some(cert_exec) = &self.cert_exec {
