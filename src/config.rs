@@ -53,6 +53,15 @@ struct ConfigFile {
     shutdown_drain: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    metrics: MetricsFile,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    listen: Option<String>,
 }
 
 /// `[limits]`: abuse limits; every key is optional.
@@ -203,6 +212,8 @@ pub struct Config {
     /// Load balancers whose PROXY protocol header names the real client;
     /// from them the header is required, from anyone else refused.
     pub trusted_proxies: Vec<Cidr>,
+    /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -267,11 +278,19 @@ impl Config {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let metrics_listen = match &parsed.metrics.listen {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("[metrics] listen = {text:?}: not host:port"),
+            })?),
+        };
         Ok(Config {
             limits,
             worker_threads,
             shutdown_drain,
             trusted_proxies,
+            metrics_listen,
             listen,
             host_keys: parsed.host_keys.iter().map(|p| base.join(p)).collect(),
             policy_dir: base.join(&parsed.policy),
@@ -352,6 +371,10 @@ trusted = []
 # idle_timeout = "30m"              # no channel traffic for this long ends a session
 # keepalive_interval = "30s"
 # max_command_bytes = 32768
+
+[metrics]
+# A Prometheus endpoint (GET /metrics); off unless set.
+# listen = "127.0.0.1:9191"
 "#
     )
 }

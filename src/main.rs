@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use portcullis::config::Config;
 use portcullis::grants::RevokeSelector;
 use portcullis::operator::{self, grant};
-use portcullis::{gateway, grants, replay, setup};
+use portcullis::{demo, gateway, grants, replay, setup};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,12 @@ enum Command {
     /// Create a working setup: config, host key, task CA, upstream CA, example policy
     Init {
         /// Directory of the setup [default: the current directory]
+        dir: Option<PathBuf>,
+    },
+    /// Try the whole flow: a setup, a throwaway sshd target, a demo cert, the commands to run
+    Demo {
+        /// Directory of the demo setup [default: ./portcullis-demo]
+        #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Run the bastion (creates the default setup beside the config when none exists)
@@ -90,6 +96,9 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Write man pages and shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
     /// Make the running server re-read its config and policy (as SIGHUP does); live sessions the new policy still covers go on
     Reload,
 }
@@ -121,6 +130,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { dir } => init(dir),
         Command::Serve { listen } => serve(&config_path, listen),
+        Command::Demo { dir } => demo(dir),
         Command::Grant(args) => grant(&config_path, &args),
         Command::Requests { all, json } => requests(&config_path, all, json),
         Command::Approve { id } => decide(&config_path, id, true, None),
@@ -135,6 +145,7 @@ fn main() -> ExitCode {
         Command::Verify { session, json } => verify(&config_path, session, json),
         Command::Check => check(&config_path),
         Command::Reload => reload(&config_path),
+        Command::GenerateDocs { dir } => generate_docs(&dir),
         Command::Krl { output } => krl(&config_path, &output),
     };
     match result {
@@ -182,12 +193,36 @@ fn serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         report_created(dir, &setup::init(dir)?);
     }
     let config = Config::load(config_path)?;
+    run_server(&config, listen)
+}
+
+fn run_server(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(gateway::serve(&config, listen))?;
+    runtime.block_on(gateway::serve(config, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis demo [--dir DIR]`
+fn demo(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let dir = dir.unwrap_or_else(demo::default_dir);
+    let demo = demo::Demo::prepare(&dir)?;
+    println!("{}", demo.commands());
+    let listen = Some(demo.listen);
+    // The demo (and its sshd) lives until the server stops.
+    run_server(&demo.config, listen)
+}
+
+/// `portcullis generate-docs DIR` (hidden: packaging/build-deb runs it)
+fn generate_docs(dir: &Path) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    for path in portcullis::packaging::generate(Cli::command(), dir)? {
+        eprintln!("portcullis: wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -211,4 +211,84 @@ fn events_follow_prints_what_the_server_commits_as_it_happens() {
     }
     let _ = follow.kill();
     let _ = follow.wait();
+}
+
+/// `GET path` on the metrics endpoint: (status line, body).
+fn scrape(port: u16, path: &str) -> (String, String) {
+    let mut conn =
+        TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("send the request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample named exactly `series` (name and labels).
+fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_are_scraped_and_move_with_what_happens() {
+    let port = free_port();
+    let b = Bastion::start(sleeping().table_setting(
+        "metrics",
+        "listen",
+        &format!("\"127.0.0.1:{port}\""),
+    ));
+    let (status, before) = scrape(port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(before.contains("# EOF"), "OpenMetrics text: {before}");
+    let (status, _) = scrape(port, "/other");
+    assert!(status.contains("404"), "{status}");
+
+    let agent = b.granted_agent();
+    assert_output(&agent.run("echo counted"), 0, "counted\n");
+    assert_command_refused(&agent, "rm -rf /");
+    let stranger = b.signed_agent(&CaKey::generate("stranger").private, &CertSpec::standard());
+    assert_cert_refused(&stranger, "not trusted");
+
+    thread::scope(|s| {
+        let running = run_in_background(s, &agent, "sleep 600");
+        wait_for_execs(&b, 2);
+        let (_, now) = scrape(port, "/metrics");
+        let moved = |series: &str| sample(&now, series) - sample(&before, series);
+        assert_eq!(
+            moved("portcullis_events_total{kind=\"exec.allowed\"}"),
+            2.0,
+            "{now}"
+        );
+        assert_eq!(
+            moved("portcullis_events_total{kind=\"exec.refused\"}"),
+            1.0,
+            "{now}"
+        );
+        assert_eq!(
+            moved("portcullis_events_total{kind=\"auth.accepted\"}"),
+            3.0,
+            "{now}"
+        );
+        assert_eq!(
+            moved("portcullis_auth_refused_total{reason=\"untrusted_ca\"}"),
+            1.0,
+            "{now}"
+        );
+        assert!(moved("portcullis_recorded_bytes_total") >= 8.0, "{now}");
+        assert!(
+            sample(&now, "portcullis_commit_seconds_count") > 0.0,
+            "{now}"
+        );
+        assert_eq!(sample(&now, "portcullis_live_sessions"), 1.0, "{now}");
+        assert!(sample(&now, "portcullis_live_channels") >= 1.0, "{now}");
+        assert_eq!(sample(&now, "portcullis_store_healthy"), 1.0, "{now}");
+        b.cli_ok("revoke", &["--identity", AGENT]);
+        let _ = running.join();
+    });
 }

@@ -7,6 +7,7 @@
 //! uncommitted chunks never exceed the chunk budget, so a stream faster than
 //! the disk waits instead of growing the bastion's memory.
 
+use crate::metrics::metrics;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -218,10 +219,20 @@ impl Store {
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let queued = std::time::Instant::now();
         self.tx
             .send(make(reply))
             .await
             .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        let answered = answer.await.map_err(|_| StoreError::WriterStopped)?;
+        metrics()
+            .commit_seconds
+            .observe(queued.elapsed().as_secs_f64());
+        answered
+    }
+
+    /// Messages waiting for the writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
     }
 }

@@ -46,3 +46,25 @@ pub enum CertRefusal {
     #[error("the KRL {0} (revoked_keys) cannot be read, so every certificate is refused: {1}")]
     KrlUnreadable(String, String),
 }
+
+impl CertRefusal {
+    /// A fixed name for the kind of refusal (a metrics label).
+    pub fn class(&self) -> &'static str {
+        match self {
+            CertRefusal::HostCertificate => "host_certificate",
+            CertRefusal::UntrustedCa(_) => "untrusted_ca",
+            CertRefusal::BadSignature => "bad_signature",
+            CertRefusal::Sha1CaSignature => "sha1_ca_signature",
+            CertRefusal::NotYetValid(_) => "not_yet_valid",
+            CertRefusal::Expired(_) => "expired",
+            CertRefusal::NoPrincipals => "no_principals",
+            CertRefusal::WrongPrincipal(_) => "wrong_principal",
+            CertRefusal::UnknownCriticalOption(_) => "unknown_critical_option",
+            CertRefusal::BadOption { .. } => "bad_option",
+            CertRefusal::WrongSourceAddress(_) => "wrong_source_address",
+            CertRefusal::NoKeyId => "no_key_id",
+            CertRefusal::RevokedByKrl(_) => "revoked_by_krl",
+            CertRefusal::KrlUnreadable(..) => "krl_unreadable",
+        }
+    }
+}

@@ -19,6 +19,7 @@ use super::ServerContext;
 use crate::audit::{Event, Store};
 use crate::cert::{cert_fingerprint, verify_user_cert, CertRefusal};
 use crate::clock;
+use crate::metrics::{metrics, ReasonLabel};
 use crate::policy::{CeilingRefusal, RoleClaim, RESERVED_LOGIN};
 use crate::session::admit::{self, AdmitRefusal, Arrival, Opened};
 use crate::session::SessionLimits;
@@ -51,6 +52,24 @@ pub enum AuthRefusal {
     IdentityKeyOnTarget,
     #[error("identity {identity} already has {open} sessions open (max_sessions_per_identity)")]
     TooManySessions { identity: String, open: usize },
+}
+
+impl AuthRefusal {
+    /// A fixed name for the kind of refusal (a metrics label).
+    pub fn class(&self) -> &'static str {
+        match self {
+            AuthRefusal::Cert(refusal) => refusal.class(),
+            AuthRefusal::Policy(_) => "policy",
+            AuthRefusal::Admit(_) => "admission",
+            AuthRefusal::PlainKey => "plain_key",
+            AuthRefusal::NoUsableCertificate => "no_usable_certificate",
+            AuthRefusal::Sha1Signature => "sha1_signature",
+            AuthRefusal::CertOnGrantLogin => "cert_on_grant_login",
+            AuthRefusal::UnknownIdentityKey => "unknown_identity_key",
+            AuthRefusal::IdentityKeyOnTarget => "identity_key_on_target",
+            AuthRefusal::TooManySessions { .. } => "max_sessions_per_identity",
+        }
+    }
 }
 
 /// Checks `cert` for `login` from `peer`; on success the session is open
@@ -141,6 +160,10 @@ pub async fn record_refusal(
     refusal: &AuthRefusal,
 ) {
     tracing::info!(login, client_addr, reason = %refusal, "authentication refused");
+    let class = ReasonLabel {
+        reason: refusal.class(),
+    };
+    metrics().auth_refused.get_or_create(&class).inc();
     let event = Event::AuthRefused {
         login: login.to_string(),
         key_id: cert.map(|c| c.key_id().to_string()),

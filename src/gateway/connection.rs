@@ -27,6 +27,7 @@ use super::proxy_header::{self, Header, HeaderError, Inbound};
 use super::stop::{Stop, SHUTTING_DOWN};
 use super::ServerContext;
 use crate::audit::Event;
+use crate::metrics::{metrics, LimitLabel};
 use crate::proxy::SessionLink;
 
 /// How long channels get to tell the client why before the connection is cut.
@@ -278,8 +279,16 @@ async fn refuse_connection(
                 format!("{reason} (and {folded} more refused connections not recorded one by one)");
             record_limit(ctx, refusal.limit(), peer, None, &reason).await
         }
-        None => {}
+        // Not recorded one by one, but counted.
+        None => count_limit(refusal.limit()),
     }
+}
+
+fn count_limit(limit: Limit) {
+    let label = LimitLabel {
+        limit: limit.name(),
+    };
+    metrics().limit_hits.get_or_create(&label).inc();
 }
 
 pub async fn record_limit(
@@ -289,6 +298,7 @@ pub async fn record_limit(
     identity: Option<&str>,
     reason: &str,
 ) {
+    count_limit(limit);
     let event = Event::LimitHit {
         limit: limit.to_string(),
         client_addr: peer.to_string(),

@@ -20,6 +20,7 @@ use super::grant_login::Requester;
 use super::limits::{Limit, Unauthenticated};
 use super::prepared::Prepared;
 use super::{channel, connection, reload, Admitted, ServerContext, SessionSlot};
+use crate::metrics::metrics;
 use crate::policy::RESERVED_LOGIN;
 use crate::proxy::forward::{self, ForwardRequest};
 use crate::proxy::listen::RemoteForwards;
@@ -472,6 +473,7 @@ struct ChannelCount(Arc<AtomicUsize>);
 impl ChannelCount {
     fn new(count: Arc<AtomicUsize>) -> ChannelCount {
         count.fetch_add(1, Ordering::SeqCst);
+        metrics().live_channels.inc();
         ChannelCount(count)
     }
 }
@@ -479,5 +481,6 @@ impl ChannelCount {
 impl Drop for ChannelCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics().live_channels.dec();
     }
 }

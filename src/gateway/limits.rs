@@ -40,16 +40,23 @@ pub enum Limit {
     TrustedProxies,
 }
 
-impl fmt::Display for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Limit {
+    /// Its name in the config (and in `limit.hit` rows and metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
             Limit::PreAuthTimeout => "pre_auth_timeout",
             Limit::MaxUnauthenticated => "max_unauthenticated",
             Limit::AuthFailuresPerSource => "auth_failures_per_source",
             Limit::MaxSessionsPerIdentity => "max_sessions_per_identity",
             Limit::MaxChannelsPerSession => "max_channels_per_session",
             Limit::TrustedProxies => "trusted_proxies",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod grant_login;
 pub mod handler;
 pub mod limits;
+pub mod metrics_http;
 pub mod pidfile;
 pub mod prepared;
 pub mod proxy_header;
@@ -139,6 +140,16 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    if let Some(addr) = config.metrics_listen {
+        let metrics = metrics_http::bind(addr)
+            .await
+            .with_context(|| format!("metrics: listening on {addr}"))?;
+        eprintln!(
+            "portcullis: metrics on http://{}/metrics",
+            metrics.local_addr()?
+        );
+        tokio::spawn(metrics_http::serve(ctx.clone(), metrics));
+    }
     registry::refresh_krl(&ctx).await;
     tokio::spawn(registry::watch_revocations(ctx.clone()));
     tokio::spawn(watch_store_health(ctx.clone()));

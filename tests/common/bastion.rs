@@ -36,14 +36,11 @@ impl Bastion {
             trust_cas(root, &config, &setup.trusted_ca_files);
         }
         set_limits(&config, &setup.limits);
-        if !setup.ca_settings.is_empty() {
-            let lines: String = setup
-                .ca_settings
-                .iter()
-                .map(|(key, value)| format!("{key} = {value}\n"))
-                .collect();
+        for (table, key, value) in &setup.table_settings {
             let text = fs::read_to_string(&config).expect("read portcullis.toml");
-            let text = text.replacen("[ca]\n", &format!("[ca]\n{lines}"), 1);
+            let header = format!("[{table}]\n");
+            assert!(text.contains(&header), "portcullis.toml has no {header}");
+            let text = text.replacen(&header, &format!("{header}{key} = {value}\n"), 1);
             fs::write(&config, text).expect("write portcullis.toml");
         }
         if !setup.settings.is_empty() {
@@ -316,20 +313,21 @@ fn launch(root: &Path, config: &Path, port: u16, log: &Path) -> Daemon {
     )
 }
 
-/// Appends `key = value` lines to the config's `[limits]` table (the last
-/// table `init` writes).
+/// Puts `key = value` lines at the top of the config's `[limits]` table.
 fn set_limits(config: &Path, limits: &[(String, String)]) {
     if limits.is_empty() {
         return;
     }
-    let mut text = fs::read_to_string(config).expect("read portcullis.toml");
+    let text = fs::read_to_string(config).expect("read portcullis.toml");
     assert!(
-        text.contains("[limits]"),
+        text.contains("[limits]\n"),
         "portcullis.toml has no [limits] table:\n{text}"
     );
-    for (key, value) in limits {
-        text += &format!("{key} = {value}\n");
-    }
+    let lines: String = limits
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
+    let text = text.replacen("[limits]\n", &format!("[limits]\n{lines}"), 1);
     fs::write(config, text).expect("write portcullis.toml");
 }
 

@@ -88,8 +88,9 @@ pub struct Setup {
     pub limits: Vec<(String, String)>,
     /// Top-level settings of portcullis.toml, the same way.
     pub settings: Vec<(String, String)>,
-    /// `[ca]` settings, the same way.
-    pub ca_settings: Vec<(String, String)>,
+    /// Settings of tables of portcullis.toml (`[ca]`, `[metrics]`): table,
+    /// key and TOML value.
+    pub table_settings: Vec<(String, String, String)>,
 }
 
 impl Setup {
@@ -157,8 +158,14 @@ impl Setup {
     }
 
     /// A `[ca]` setting of portcullis.toml (TOML value, strings quoted).
-    pub fn ca_setting(mut self, key: &str, value: &str) -> Self {
-        self.ca_settings.push((key.to_string(), value.to_string()));
+    pub fn ca_setting(self, key: &str, value: &str) -> Self {
+        self.table_setting("ca", key, value)
+    }
+
+    /// A setting in `[table]` of portcullis.toml (TOML value, strings quoted).
+    pub fn table_setting(mut self, table: &str, key: &str, value: &str) -> Self {
+        self.table_settings
+            .push((table.to_string(), key.to_string(), value.to_string()));
         self
     }
 

@@ -45,6 +45,7 @@ use super::ops::{self, OpError};
 use super::payload::Appender;
 use super::txn;
 use super::{SessionId, StoreError};
+use crate::metrics::{metrics, KindLabel};
 
 use coalesce::coalesce;
 use linger::Linger;
@@ -79,6 +80,8 @@ pub(crate) struct Writer {
     pending: VecDeque<Msg>,
     /// The last batch was one of passers: the next takes the oldest.
     passed_last: bool,
+    /// The chain's last row before the batch being written (for the metrics).
+    batch_after: i64,
     checkpointer: Checkpointer,
 }
 
@@ -97,6 +100,7 @@ impl Writer {
             healthy,
             pending: VecDeque::new(),
             passed_last: false,
+            batch_after: head.seq,
             checkpointer,
         }
     }
@@ -161,6 +165,9 @@ impl Writer {
             Ok(outcomes) => {
                 let rows = outcomes.len();
                 self.healthy.store(true, Ordering::SeqCst);
+                let bytes: usize = batch.iter().map(Msg::data_len).sum();
+                metrics().recorded_bytes.inc_by(bytes as u64);
+                count_committed(&self.conn, self.batch_after, self.head.seq);
                 for (msg, outcome) in batch.into_iter().zip(outcomes) {
                     deliver(msg, outcome);
                 }
@@ -212,6 +219,7 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process (an operator's CLI) may have appended since.
         chain::refresh_head(&tx, &mut self.head)?;
+        self.batch_after = self.head.seq;
         let total = batch.len();
         let mut outcomes = Vec::with_capacity(total);
         let mut cut = false;
@@ -264,6 +272,33 @@ fn apply_one(
         Err(OpError::Rejected(e)) => Ok(Err(e)),
         Err(OpError::Store(e)) => Err(BatchFailure::Sqlite(e)),
         Err(OpError::Payload(e)) => Err(BatchFailure::Payload(e)),
+    }
+}
+
+/// Counts the events this batch committed (rows after `after` up to
+/// `last`), by kind, for the metrics; stream rows are counted as bytes.
+fn count_committed(conn: &Connection, after: i64, last: i64) {
+    if last <= after {
+        return;
+    }
+    let counted = conn
+        .prepare_cached(
+            "SELECT kind, COUNT(*) FROM events WHERE seq > ?1 AND seq <= ?2 AND kind <> 'data'
+             GROUP BY kind",
+        )
+        .and_then(|mut stmt| {
+            let rows = stmt.query_map([after, last], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        });
+    // Metrics are best effort: a failed count leaves them behind, not the store.
+    for (kind, n) in counted.unwrap_or_default() {
+        let label = KindLabel { kind };
+        metrics()
+            .events
+            .get_or_create(&label)
+            .inc_by(n.max(0) as u64);
     }
 }
 
