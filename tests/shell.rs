@@ -200,7 +200,10 @@ fn observed_commands_list_what_was_typed() {
     let term = b.granted_agent().interactive(None);
     wait_ready(&term);
     term.type_line("echo observed-$((0+1))");
-    term.wait_for("observed-1");
+    // The correction below must be made on the prompt: keys typed ahead
+    // are echoed by the kernel and drawn again by the shell, and the
+    // screen, like the observer, then shows both.
+    term.wait_for_prompt_after("observed-1");
     // Typed with a mistake and corrected: the screen shows the final line.
     term.send_keys(&["-l", "echo tyop"]);
     term.send_keys(&["BSpace", "BSpace"]);

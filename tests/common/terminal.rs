@@ -76,6 +76,31 @@ impl Terminal {
         }
     }
 
+    /// Waits until the pane shows `needle` and, on a later line, the shell's
+    /// prompt (`#` or `$` ending the last line): keys sent after this land
+    /// on the prompt, not in the kernel's type-ahead echo.
+    #[track_caller]
+    pub fn wait_for_prompt_after(&self, needle: &str) {
+        let deadline = Instant::now() + TERMINAL_TIMEOUT;
+        loop {
+            let screen = self.screen();
+            let later_lines = screen
+                .rsplit_once(needle)
+                .and_then(|(_, after)| after.split_once('\n'))
+                .map(|(_, later)| later);
+            let prompt_follows = later_lines
+                .and_then(|later| later.lines().map(str::trim_end).rfind(|l| !l.is_empty()))
+                .is_some_and(|last| last.ends_with('#') || last.ends_with('$'));
+            if prompt_follows {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("the terminal never showed a prompt after {needle:?}; it shows:\n{screen}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for the program to exit; returns its exit status and the screen.
     #[track_caller]
     pub fn wait_exit(&self) -> (i32, String) {
