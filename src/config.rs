@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::cidr::Cidr;
 
+mod syslog;
+pub use syslog::{SyslogTarget, SyslogTransport};
+
 /// How long live sessions may go on after SIGTERM, when the config does
 /// not say: long enough for a command in flight, short for a restart.
 pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
@@ -55,6 +58,8 @@ struct ConfigFile {
     trusted_proxies: Vec<String>,
     #[serde(default)]
     metrics: MetricsFile,
+    #[serde(default)]
+    syslog: syslog::SyslogFile,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
@@ -214,6 +219,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where `serve` forwards each chained event; `None`: nowhere.
+    pub syslog: Option<SyslogTarget>,
 }
 
 impl Config {
@@ -285,7 +292,15 @@ impl Config {
                 message: format!("[metrics] listen = {text:?}: not host:port"),
             })?),
         };
+        let syslog = parsed
+            .syslog
+            .resolve()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(Config {
+            syslog,
             limits,
             worker_threads,
             shutdown_drain,
@@ -375,6 +390,12 @@ trusted = []
 [metrics]
 # A Prometheus endpoint (GET /metrics); off unless set.
 # listen = "127.0.0.1:9191"
+
+[syslog]
+# Forward each chained event from `serve` as an RFC 5424 message (the
+# event's JSON line as the message, its kind as MSGID); off unless set.
+# address = "udp:127.0.0.1:514"     # or "tcp:HOST:PORT", "unix:/dev/log"
+# facility = "auth"                 # user, daemon, auth, authpriv, local0-7
 "#
     )
 }

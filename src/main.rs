@@ -197,6 +197,11 @@ fn serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
 }
 
 fn run_server(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    if let Some(target) = &config.syslog {
+        let after = replay::syslog::start_point(&config.store);
+        replay::syslog::spawn(config.store.clone(), target.clone(), after)
+            .context("starting the syslog forwarder")?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
         .enable_all()

@@ -17,6 +17,7 @@ mod observed;
 mod player;
 pub mod recording;
 mod show;
+pub mod syslog;
 
 #[cfg(test)]
 mod tests;
