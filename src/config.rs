@@ -11,7 +11,10 @@ use serde::Deserialize;
 
 use crate::cidr::Cidr;
 
+mod limits;
 mod syslog;
+use limits::LimitsFile;
+pub use limits::{Limits, Rate};
 pub use syslog::{SyslogTarget, SyslogTransport};
 
 /// How long live sessions may go on after SIGTERM, when the config does
@@ -67,112 +70,6 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct MetricsFile {
     listen: Option<String>,
-}
-
-/// `[limits]`: abuse limits; every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsFile {
-    pre_auth_timeout: Option<String>,
-    max_unauthenticated: Option<usize>,
-    auth_failures_per_source: Option<u32>,
-    max_sessions_per_identity: Option<usize>,
-    max_channels_per_session: Option<usize>,
-    idle_timeout: Option<String>,
-    keepalive_interval: Option<String>,
-    max_command_bytes: Option<usize>,
-    auth_failures_exempt: Option<Vec<String>>,
-}
-
-/// Abuse limits with their defaults applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// A connection must authenticate within this long.
-    pub pre_auth_timeout: Duration,
-    /// Connections not yet authenticated, across all sources.
-    pub max_unauthenticated: usize,
-    /// Failed connections (ones that tried to authenticate, or ran out of
-    /// pre_auth_timeout, and were not admitted) a source may make per
-    /// minute before it is refused, with a back-off that doubles each
-    /// further minute it keeps failing.
-    pub auth_failures_per_source: u32,
-    /// Sources never backed off (an agent host behind which many agents
-    /// share one address, a monitoring probe).
-    pub auth_failures_exempt: Vec<Cidr>,
-    pub max_sessions_per_identity: usize,
-    pub max_channels_per_session: usize,
-    /// A session with no channel traffic for this long is ended.
-    pub idle_timeout: Duration,
-    pub keepalive_interval: Duration,
-    pub max_command_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            pre_auth_timeout: Duration::from_secs(30),
-            max_unauthenticated: 64,
-            auth_failures_per_source: 20,
-            max_sessions_per_identity: 64,
-            max_channels_per_session: 16,
-            idle_timeout: Duration::from_secs(30 * 60),
-            keepalive_interval: Duration::from_secs(30),
-            max_command_bytes: 32 * 1024,
-            auth_failures_exempt: Vec::new(),
-        }
-    }
-}
-
-impl LimitsFile {
-    fn resolve(self) -> Result<Limits, String> {
-        let d = Limits::default();
-        let duration = |name: &str, text: Option<String>, default: Duration| match text {
-            None => Ok(default),
-            Some(t) => {
-                crate::policy::parse_duration(&t).map_err(|e| format!("[limits] {name}: {e}"))
-            }
-        };
-        Ok(Limits {
-            pre_auth_timeout: duration(
-                "pre_auth_timeout",
-                self.pre_auth_timeout,
-                d.pre_auth_timeout,
-            )?,
-            max_unauthenticated: self
-                .max_unauthenticated
-                .unwrap_or(d.max_unauthenticated)
-                .max(1),
-            auth_failures_per_source: self
-                .auth_failures_per_source
-                .unwrap_or(d.auth_failures_per_source)
-                .max(1),
-            max_sessions_per_identity: self
-                .max_sessions_per_identity
-                .unwrap_or(d.max_sessions_per_identity)
-                .max(1),
-            max_channels_per_session: self
-                .max_channels_per_session
-                .unwrap_or(d.max_channels_per_session)
-                .max(1),
-            idle_timeout: duration("idle_timeout", self.idle_timeout, d.idle_timeout)?,
-            keepalive_interval: duration(
-                "keepalive_interval",
-                self.keepalive_interval,
-                d.keepalive_interval,
-            )?,
-            max_command_bytes: self.max_command_bytes.unwrap_or(d.max_command_bytes).max(1),
-            auth_failures_exempt: self
-                .auth_failures_exempt
-                .unwrap_or_default()
-                .iter()
-                .map(|block| {
-                    Cidr::parse(block).ok_or_else(|| {
-                        format!("[limits] auth_failures_exempt: {block:?} is not a CIDR block (e.g. 10.0.0.0/8)")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        })
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +283,12 @@ trusted = []
 # idle_timeout = "30m"              # no channel traffic for this long ends a session
 # keepalive_interval = "30s"
 # max_command_bytes = 32768
+# request_expiry = "1h"             # pending grant requests and held commands expire
+# held_command_wait = "120s"        # an ssh holding a command waits this long, then exits 75
+# grant_request_burst = 5           # grant requests per identity: a burst,
+# grant_request_every = "6s"        #   then one per period
+# held_command_burst = 5            # held commands per identity: a burst,
+# held_command_every = "12s"        #   then one per period
 
 [metrics]
 # A Prometheus endpoint (GET /metrics); off unless set.

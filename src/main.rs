@@ -49,16 +49,16 @@ enum Command {
     },
     /// Operator side: sign a task certificate within a role
     Grant(grant::GrantArgs),
-    /// List grant requests (pending ones unless --all)
+    /// List grant requests and held commands (pending ones unless --all)
     Requests {
         #[arg(long)]
         all: bool,
         #[arg(long)]
         json: bool,
     },
-    /// Approve a pending grant request
+    /// Approve a pending grant request or held command
     Approve { id: i64 },
-    /// Deny a pending grant request
+    /// Deny a pending grant request or held command
     Deny {
         id: i64,
         #[arg(long)]
@@ -277,7 +277,8 @@ fn decide(
     reason: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    grants::admin::decide(&config.store, id, approve, reason)?;
+    let expiry = config.limits.request_expiry;
+    grants::admin::decide(&config.store, id, approve, reason, expiry)?;
     Ok(ExitCode::SUCCESS)
 }
 

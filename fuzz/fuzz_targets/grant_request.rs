@@ -21,6 +21,7 @@ fn roles() -> &'static [Role; 2] {
             name: name.to_owned(),
             targets: vec!["web1".to_owned(), "web2".to_owned()],
             exec: PatternSet::parse(exec).expect("fixed patterns parse"),
+            ask: PatternSet::new(),
             open: OpenPatternSet::parse(&["127.0.0.1:5432", "db.internal:8000-8099"])
                 .expect("fixed patterns parse"),
             pty,

@@ -43,14 +43,51 @@ pub enum Event {
     },
     /// A command committed before it runs. With a forced command,
     /// `forced_command` is what runs, and `instead_of` names the shell or
-    /// subsystem request it replaced (`command` is then empty).
+    /// subsystem request it replaced (`command` is then empty). A held
+    /// command that an operator approved names its request and approver.
     #[serde(rename = "exec.allowed")]
     ExecAllowed {
         command: String,
         forced_command: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instead_of: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved_request: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved_by: Option<String>,
     },
+    /// A command outside the session's scope that a role's `ask` pattern
+    /// holds for an operator's approval (request `request_id`), until
+    /// `expires_at_us` at the latest.
+    #[serde(rename = "command.held")]
+    CommandHeld {
+        request_id: i64,
+        command: String,
+        identity: String,
+        target: String,
+        role: Option<String>,
+        task: Option<String>,
+        expires_at_us: i64,
+    },
+    /// An operator approved a held command. `held_session` is the session
+    /// that held it: the row belongs to it while it is open, else to none.
+    #[serde(rename = "command.approved")]
+    CommandApproved {
+        request_id: i64,
+        held_session: i64,
+        by: String,
+        reason: Option<String>,
+    },
+    #[serde(rename = "command.denied")]
+    CommandDenied {
+        request_id: i64,
+        held_session: i64,
+        by: String,
+        reason: Option<String>,
+    },
+    /// A held command nobody decided (or, approved, ran) in time.
+    #[serde(rename = "command.expired")]
+    CommandExpired { request_id: i64, held_session: i64 },
     #[serde(rename = "exec.refused")]
     ExecRefused { command: String, reason: String },
     /// `request` is e.g. `pty-req`, `shell`, `subsystem:sftp`, `direct-tcpip`.
@@ -181,6 +218,9 @@ pub enum Event {
         by: String,
         reason: Option<String>,
     },
+    /// A pending grant request nobody decided in time.
+    #[serde(rename = "grant.expired")]
+    GrantExpired { request_id: i64 },
     #[serde(rename = "grant.refused")]
     GrantRefused {
         identity: String,
@@ -263,6 +303,10 @@ impl Event {
             Event::AuthRefused { .. } => "auth.refused",
             Event::ExecAllowed { .. } => "exec.allowed",
             Event::ExecRefused { .. } => "exec.refused",
+            Event::CommandHeld { .. } => "command.held",
+            Event::CommandApproved { .. } => "command.approved",
+            Event::CommandDenied { .. } => "command.denied",
+            Event::CommandExpired { .. } => "command.expired",
             Event::RequestRefused { .. } => "request.refused",
             Event::UpstreamFailed { .. } => "upstream.failed",
             Event::ForwardOpened { .. } => "forward.opened",
@@ -290,6 +334,7 @@ impl Event {
             Event::GrantRefused { .. } => "grant.refused",
             Event::GrantRevoked { .. } => "grant.revoked",
             Event::GrantDecided { .. } => "grant.decided",
+            Event::GrantExpired { .. } => "grant.expired",
             Event::RevocationApplied { .. } => "revocation.applied",
             Event::PolicyReloaded { .. } => "policy.reloaded",
             Event::PolicyReloadRefused { .. } => "policy.reload_refused",

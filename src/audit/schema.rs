@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Page size of a new store (an existing one keeps its own). Stream bytes
 /// live in payload segments, so rows are small and a commit touches a few
@@ -176,6 +176,61 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN payload_len INTEGER;
     CREATE INDEX events_payload ON events(payload_segment, payload_offset)
         WHERE payload_segment IS NOT NULL;
+    ",
+    // 4 -> 5: held commands (a command outside the grant that waits for an
+    // operator) share one id space with grant requests, so `approve ID`
+    // names one thing; pending requests of either kind expire.
+    "
+    CREATE TABLE request_ids (
+        id   INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('grant', 'command'))
+    );
+    INSERT INTO request_ids (id, kind) SELECT id, 'grant' FROM grant_requests;
+    CREATE TABLE grant_requests_v5 (
+        id              INTEGER PRIMARY KEY,
+        created_at_us   INTEGER NOT NULL,
+        identity        TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        task            TEXT,
+        reason          TEXT,
+        scope           TEXT NOT NULL,
+        pubkey          TEXT NOT NULL,
+        status          TEXT NOT NULL
+            CHECK (status IN ('pending', 'approved', 'denied', 'issued', 'expired')),
+        decided_by      TEXT,
+        decided_at_us   INTEGER,
+        decision_reason TEXT,
+        serial          INTEGER
+    );
+    INSERT INTO grant_requests_v5 (id, created_at_us, identity, role, task, reason, scope, pubkey,
+                                   status, decided_by, decided_at_us, decision_reason, serial)
+        SELECT id, created_at_us, identity, role, task, reason, scope, pubkey,
+               status, decided_by, decided_at_us, decision_reason, serial FROM grant_requests;
+    DROP TABLE grant_requests;
+    ALTER TABLE grant_requests_v5 RENAME TO grant_requests;
+    CREATE INDEX grant_requests_status ON grant_requests(status);
+    CREATE TABLE held_commands (
+        id               INTEGER PRIMARY KEY,
+        created_at_us    INTEGER NOT NULL,
+        expires_at_us    INTEGER NOT NULL,
+        session_id       INTEGER NOT NULL REFERENCES sessions(id),
+        channel          INTEGER,
+        identity         TEXT NOT NULL,
+        role             TEXT,
+        task             TEXT,
+        target           TEXT NOT NULL,
+        cert_fingerprint TEXT NOT NULL,
+        command          BLOB NOT NULL,
+        status           TEXT NOT NULL
+            CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'ran')),
+        decided_by       TEXT,
+        decided_at_us    INTEGER,
+        decision_reason  TEXT,
+        ran_session_id   INTEGER REFERENCES sessions(id),
+        ran_at_us        INTEGER
+    );
+    CREATE INDEX held_commands_cert ON held_commands(cert_fingerprint, target);
+    CREATE INDEX held_commands_status ON held_commands(status);
     ",
 ];
 

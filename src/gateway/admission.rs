@@ -22,6 +22,7 @@ use crate::clock;
 use crate::metrics::{metrics, ReasonLabel};
 use crate::policy::{CeilingRefusal, RoleClaim, RESERVED_LOGIN};
 use crate::session::admit::{self, AdmitRefusal, Arrival, Opened};
+use crate::session::hold::HoldSettings;
 use crate::session::SessionLimits;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +132,11 @@ async fn decide_and_open(
     let limits = SessionLimits {
         idle_timeout: ctx.limits.idle_timeout,
         max_command_bytes: ctx.limits.max_command_bytes,
+        holds: HoldSettings {
+            wait: ctx.limits.held_command_wait,
+            expiry: ctx.limits.request_expiry,
+            limiter: ctx.hold_limiter.clone(),
+        },
     };
     let arrival = Arrival {
         login: login.to_owned(),

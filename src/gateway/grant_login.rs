@@ -57,6 +57,8 @@ enum Refusal {
     NotYours { id: i64, identity: String },
     #[error("request {id} was denied by {by}{reason}")]
     Denied { id: i64, by: String, reason: String },
+    #[error("request {0} expired before an operator decided it; request again")]
+    RequestExpired(i64),
     #[error("the cert of request {0} has expired; request a new grant")]
     Expired(i64),
     #[error("request {0} has no cert on record")]
@@ -230,6 +232,7 @@ async fn answer(
     let id = record.id;
     match record.status {
         RequestStatus::Pending => Ok(()),
+        RequestStatus::Expired => Err(Refusal::RequestExpired(id)),
         RequestStatus::Denied => Err(Refusal::Denied {
             id,
             by: record

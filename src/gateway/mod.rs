@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod channel;
 pub mod connection;
+mod expiry;
 pub mod grant_login;
 pub mod handler;
 pub mod limits;
@@ -61,6 +62,8 @@ pub struct ServerContext {
     /// Signs the task certs the `grant` login hands out.
     pub task_ca: PrivateKey,
     pub request_limiter: RateLimiter,
+    /// Held commands per identity.
+    pub hold_limiter: Arc<RateLimiter>,
     pub live: LiveRegistry,
     pub limits: Limits,
     pub sources: SourceGuard,
@@ -92,7 +95,8 @@ impl ServerContext {
             grants,
             upstream: Arc::new(UpstreamAuthority::new(upstream_ca)),
             task_ca,
-            request_limiter: RateLimiter::default(),
+            request_limiter: RateLimiter::new(config.limits.grant_requests),
+            hold_limiter: Arc::new(RateLimiter::new(config.limits.held_commands)),
             live: LiveRegistry::default(),
             limits: config.limits.clone(),
             sources: SourceGuard::new(config.limits.clone()),
@@ -153,6 +157,7 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
     registry::refresh_krl(&ctx).await;
     tokio::spawn(registry::watch_revocations(ctx.clone()));
     tokio::spawn(watch_store_health(ctx.clone()));
+    tokio::spawn(expiry::sweep(ctx.clone()));
     eprintln!("portcullis: listening on {}", listener.local_addr()?);
     let _pid_file = pidfile::PidFile::write(&config.store)
         .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;

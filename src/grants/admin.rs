@@ -37,9 +37,27 @@ pub fn requests(store: &Path, all: bool) -> anyhow::Result<Vec<RequestRecord>> {
     Ok(db::requests(&conn, !all)?)
 }
 
-pub fn decide(store: &Path, id: i64, approve: bool, reason: Option<&str>) -> anyhow::Result<()> {
+/// Approves or denies request `id`: a grant request (pending for less than
+/// `expiry`) or a held command.
+/// Held commands (pending ones unless `all`); none without a store.
+pub fn holds(store: &Path, all: bool) -> anyhow::Result<Vec<db::HoldRecord>> {
+    if !store.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening the store {}", store.display()))?;
+    Ok(db::holds(&conn, !all)?)
+}
+
+pub fn decide(
+    store: &Path,
+    id: i64,
+    approve: bool,
+    reason: Option<&str>,
+    expiry: std::time::Duration,
+) -> anyhow::Result<()> {
     let by = operator();
-    said(writer(store)?.transact(|txn| db::decide(txn, id, approve, &by, reason)))?;
+    said(writer(store)?.transact(|txn| db::decide(txn, id, approve, &by, reason, expiry)))?;
     let verb = if approve { "approved" } else { "denied" };
     eprintln!("portcullis: request {id} {verb} by {by}");
     Ok(())

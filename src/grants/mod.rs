@@ -37,6 +37,8 @@ pub enum GrantError {
     AlreadyIssued(i64),
     #[error("request {id} is {status}, not pending")]
     NotPending { id: i64, status: RequestStatus },
+    #[error("request {id} (a held command) is {status}, not pending")]
+    HoldNotPending { id: i64, status: String },
     #[error("identity {0:?} is suspended; an operator lifts it with `portcullis reinstate {0}`")]
     Suspended(String),
     #[error("identity {0:?} is not suspended")]
@@ -97,6 +99,8 @@ pub enum RequestStatus {
     Approved,
     Denied,
     Issued,
+    /// Nobody decided it in time (`[limits] request_expiry`).
+    Expired,
 }
 
 impl RequestStatus {
@@ -106,6 +110,7 @@ impl RequestStatus {
             "approved" => Some(RequestStatus::Approved),
             "denied" => Some(RequestStatus::Denied),
             "issued" => Some(RequestStatus::Issued),
+            "expired" => Some(RequestStatus::Expired),
             _ => None,
         }
     }
@@ -118,6 +123,7 @@ impl std::fmt::Display for RequestStatus {
             RequestStatus::Approved => "approved",
             RequestStatus::Denied => "denied",
             RequestStatus::Issued => "issued",
+            RequestStatus::Expired => "expired",
         })
     }
 }

@@ -247,6 +247,7 @@ mod tests {
                 Ok(exec) => exec,
                 Err(error) => panic!("{error}"),
             },
+            ask: Default::default(),
             open: Default::default(),
             pty: false,
             max_ttl: Duration::from_secs(600),

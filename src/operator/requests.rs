@@ -1,31 +1,60 @@
-//! `portcullis requests`: the request queue for people and for tools.
+//! `portcullis requests`: the request queue for people and for tools:
+//! grant requests and held commands, in one id space, oldest first.
 
 use std::io::Write;
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::clock::rfc3339_seconds;
+use crate::grants::db::HoldRecord;
 use crate::grants::{admin, RequestRecord};
+
+/// One entry of the queue; `--json` tags it with its `kind`.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Listed<'a> {
+    Grant(&'a RequestRecord),
+    Command(&'a HoldRecord),
+}
+
+impl Listed<'_> {
+    fn id(&self) -> i64 {
+        match self {
+            Listed::Grant(r) => r.id,
+            Listed::Command(h) => h.id,
+        }
+    }
+}
 
 pub fn list(store: &Path, all: bool, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let requests = admin::requests(store, all)?;
+    let holds = admin::holds(store, all)?;
+    let mut listed: Vec<Listed<'_>> = requests.iter().map(Listed::Grant).collect();
+    listed.extend(holds.iter().map(Listed::Command));
+    listed.sort_by_key(Listed::id);
     if json {
-        serde_json::to_writer_pretty(&mut *out, &requests)?;
+        serde_json::to_writer_pretty(&mut *out, &listed)?;
         writeln!(out)?;
         return Ok(());
     }
-    if requests.is_empty() {
+    if listed.is_empty() {
         writeln!(out, "no {}requests", if all { "" } else { "pending " })?;
     }
-    for r in &requests {
-        writeln!(out, "{}", line(r))?;
+    for entry in &listed {
+        let line = match entry {
+            Listed::Grant(r) => grant_line(r),
+            Listed::Command(h) => hold_line(h),
+        };
+        writeln!(out, "{}", crate::replay::sanitize(&line))?;
     }
     Ok(())
 }
 
-fn line(r: &RequestRecord) -> String {
+fn grant_line(r: &RequestRecord) -> String {
     let s = &r.scope;
-    let line = format!(
-        "{id:>5}  {at}  {status:<8} {identity} role={role} ttl={ttl}s targets={targets:?} exec={exec:?} open={open:?} listen={listen:?} sftp={sftp:?} task={task} reason={reason}",
+    format!(
+        "{id:>5}  {at}  {status:<8} grant   {identity} role={role} ttl={ttl}s targets={targets:?} exec={exec:?} open={open:?} listen={listen:?} sftp={sftp:?} task={task} reason={reason}",
         id = r.id,
         at = rfc3339_seconds(r.created_at_us),
         status = r.status.to_string(),
@@ -39,6 +68,21 @@ fn line(r: &RequestRecord) -> String {
         sftp = s.sftp,
         task = r.task.as_deref().unwrap_or("-"),
         reason = r.reason.as_deref().unwrap_or("-"),
-    );
-    crate::replay::sanitize(&line)
+    )
+}
+
+fn hold_line(h: &HoldRecord) -> String {
+    format!(
+        "{id:>5}  {at}  {status:<8} command {identity} target={target} command={command:?} session={session} role={role} task={task} expires={expires}",
+        id = h.id,
+        at = rfc3339_seconds(h.created_at_us),
+        status = h.status.to_string(),
+        identity = h.identity,
+        target = h.target,
+        command = h.command,
+        session = h.session,
+        role = h.role.as_deref().unwrap_or("-"),
+        task = h.task.as_deref().unwrap_or("-"),
+        expires = rfc3339_seconds(h.expires_at_us),
+    )
 }

@@ -38,6 +38,7 @@ pub struct Ceiling {
     roles: Vec<String>,
     named: bool,
     exec: PatternSet,
+    ask: PatternSet,
     open: OpenPatternSet,
     listen: Vec<ListenAddress>,
     sftp: Option<PathScope>,
@@ -61,6 +62,10 @@ impl Ceiling {
     /// Union of the roles' exec patterns.
     pub fn exec(&self) -> &PatternSet {
         &self.exec
+    }
+    /// Union of the roles' `ask` patterns: commands held for approval.
+    pub fn ask(&self) -> &PatternSet {
+        &self.ask
     }
     /// Union of the roles' forward patterns.
     pub fn open(&self) -> &OpenPatternSet {
@@ -122,6 +127,7 @@ impl Ceiling {
             roles: Vec::new(),
             named,
             exec: PatternSet::new(),
+            ask: PatternSet::new(),
             open: OpenPatternSet::default(),
             listen: Vec::new(),
             sftp: None,
@@ -134,6 +140,7 @@ impl Ceiling {
     fn add(&mut self, role: &Role) {
         self.roles.push(role.name.clone());
         self.exec.extend(&role.exec);
+        self.ask.extend(&role.ask);
         self.open.extend(&role.open);
         for listen in &role.channels.listen {
             if !self.listen.contains(listen) {

@@ -155,6 +155,13 @@ fn check_role(
             Err(error) => problems.at(pattern.span(), about(format!("exec: {error}"))),
         }
     }
+    let mut ask = PatternSet::new();
+    for pattern in &raw.ask {
+        match CommandPattern::parse(pattern.get_ref()) {
+            Ok(parsed) => ask.push(parsed),
+            Err(error) => problems.at(pattern.span(), about(format!("ask: {error}"))),
+        }
+    }
     let mut open = OpenPatternSet::default();
     for pattern in &raw.open {
         match OpenPattern::parse(pattern.get_ref()) {
@@ -181,6 +188,7 @@ fn check_role(
         name: name.to_owned(),
         targets,
         exec,
+        ask,
         open,
         pty: raw.pty,
         max_ttl,

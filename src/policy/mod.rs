@@ -81,6 +81,9 @@ pub struct Role {
     pub name: String,
     pub targets: Vec<String>,
     pub exec: PatternSet,
+    /// Commands outside `exec` that are held for an operator's approval
+    /// instead of refused (same pattern language).
+    pub ask: PatternSet,
     /// `host:port` patterns for forwards.
     pub open: OpenPatternSet,
     pub pty: bool,

@@ -45,6 +45,8 @@ pub(crate) struct RawRole {
     #[serde(default)]
     pub exec: Vec<Spanned<String>>,
     #[serde(default)]
+    pub ask: Vec<Spanned<String>>,
+    #[serde(default)]
     pub open: Vec<Spanned<String>>,
     #[serde(default)]
     pub pty: bool,

@@ -88,8 +88,18 @@ impl ClientChannel {
     /// the target translates it.
     pub async fn refuse_on(&self, reason: &str, terminal: bool) {
         let line = format!("portcullis: refused: {reason}");
-        let end = if terminal { "\r\n" } else { "\n" };
-        self.finish(&format!("{line}{end}"), REFUSED_EXIT_STATUS)
+        self.finish_on(&line, REFUSED_EXIT_STATUS, terminal).await;
+    }
+
+    /// `line` on stderr (CR LF on a granted terminal), then `status`, close.
+    pub async fn finish_on(&self, line: &str, status: u32, terminal: bool) {
+        self.finish(&format!("{line}{}", line_end(terminal)), status)
+            .await;
+    }
+
+    /// One line on stderr (CR LF on a granted terminal); the channel stays open.
+    pub async fn say_on(&self, line: &str, terminal: bool) {
+        self.write_stderr(&format!("{line}{}", line_end(terminal)))
             .await;
     }
 
@@ -171,5 +181,14 @@ impl ClientChannel {
     pub async fn close(&self) {
         let _ = self.writer.eof().await;
         let _ = self.writer.close().await;
+    }
+}
+
+/// A granted terminal is in raw mode on the client, and nothing on the
+/// target translates the bastion's own lines.
+fn line_end(terminal: bool) -> &'static str {
+    match terminal {
+        true => "\r\n",
+        false => "\n",
     }
 }

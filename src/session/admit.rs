@@ -115,6 +115,16 @@ mod tests {
         SessionLimits {
             idle_timeout: Duration::from_secs(60),
             max_command_bytes: 1024,
+            holds: crate::session::hold::HoldSettings {
+                wait: Duration::from_secs(1),
+                expiry: Duration::from_secs(60),
+                limiter: std::sync::Arc::new(crate::grants::ratelimit::RateLimiter::new(
+                    crate::config::Rate {
+                        burst: 1,
+                        every: Duration::from_secs(60),
+                    },
+                )),
+            },
         }
     }
 

@@ -47,20 +47,6 @@ impl LiveSession {
         Denied::new(reason.to_owned())
     }
 
-    /// An exec request: the command (or the forced command) in scope,
-    /// `exec.allowed` committed; or `exec.refused`.
-    pub async fn authorize_exec(
-        &self,
-        channel: ChannelId,
-        raw: &[u8],
-    ) -> Result<Recorded<ExecDecision>, Denied> {
-        let decided = self.scope.decide_exec(raw);
-        self.commit_exec(channel, decided, || {
-            String::from_utf8_lossy(raw).into_owned()
-        })
-        .await
-    }
-
     /// The forced command that runs instead of a shell or a subsystem
     /// (OpenSSH's meaning of force-command); `None` without one.
     pub async fn authorize_forced(
@@ -73,7 +59,7 @@ impl LiveSession {
         Some(self.commit_exec(channel, decided, String::new).await)
     }
 
-    async fn commit_exec(
+    pub(super) async fn commit_exec(
         &self,
         channel: ChannelId,
         decided: Result<ExecDecision, super::scope::ExecRefusal>,
@@ -85,6 +71,8 @@ impl LiveSession {
                     command: decision.requested().to_owned(),
                     forced_command: decision.forced_command().map(str::to_owned),
                     instead_of: decision.instead_of().map(str::to_owned),
+                    approved_request: None,
+                    approved_by: None,
                 };
                 self.commit(Some(channel), event, decision)
                     .await

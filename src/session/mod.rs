@@ -13,6 +13,7 @@
 
 pub mod admit;
 mod authorize;
+pub mod hold;
 pub mod recorded;
 pub mod scope;
 pub mod setup;
@@ -41,12 +42,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 pub const EXPIRED: &str = "the grant expired";
 
 /// The limits a session keeps by itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SessionLimits {
     /// A session with no channel traffic for this long is ended.
     pub idle_timeout: Duration,
     /// Longest command accepted, in bytes.
     pub max_command_bytes: usize,
+    pub holds: hold::HoldSettings,
 }
 
 /// Held by a channel task until it has recorded its end; see
@@ -195,6 +197,8 @@ impl LiveSession {
     /// Ends the session: the channels' closing records (a bounded wait),
     /// then the session's record (which spends a single-use claim).
     pub async fn end(&self, reason: &str) {
+        // Channel tasks still waiting (a held command) stop now.
+        self.terminate(reason);
         let all_closed = self.channel_tasks.acquire_many(MAX_CHANNEL_TASKS);
         if tokio::time::timeout(CLOSE_GRACE, all_closed).await.is_err() {
             tracing::warn!(session = %self.id, "channels still open at the end of the session");

@@ -88,6 +88,30 @@ impl ExecDecision {
     }
 }
 
+/// A command outside the scope that an `ask` pattern of the ceiling's
+/// roles holds for an operator's approval instead of refusing it. Made
+/// only by [`Scope::holdable`]; it runs only once approved, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holdable {
+    command: String,
+}
+
+impl Holdable {
+    /// The exact command, as the client sent it.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The permit's decision for the approved command: it runs as sent.
+    pub(in crate::session) fn approved(&self) -> ExecDecision {
+        ExecDecision {
+            requested: self.command.clone(),
+            run: self.command.clone(),
+            instead_of: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecRefusal {
     #[error("command is not valid UTF-8")]
@@ -178,6 +202,27 @@ impl Scope {
             requested: requested.to_owned(),
             run: run.to_owned(),
             instead_of: None,
+        })
+    }
+
+    /// Whether a command `decide_exec` refused may be held for approval:
+    /// only when the refusal is that the command lies outside the cert's
+    /// or the policy's patterns (never its size, encoding or syntax), the
+    /// cert forces no command, and an `ask` pattern allows it.
+    pub fn holdable(&self, raw: &[u8], refusal: &ExecRefusal) -> Option<Holdable> {
+        if !matches!(
+            refusal,
+            ExecRefusal::NotInCert(_) | ExecRefusal::NotInPolicy { .. }
+        ) || self.force_command.is_some()
+        {
+            return None;
+        }
+        let command = std::str::from_utf8(raw).ok()?;
+        let ask = self.ceiling.ask();
+        let asked = ask.is_unrestricted()
+            || CommandLine::parse(command).is_ok_and(|line| ask.matches_any(&line));
+        asked.then(|| Holdable {
+            command: command.to_owned(),
         })
     }
 

@@ -394,7 +394,8 @@ pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
             r += &format!("sftp = true\nsftp_paths = {}\n", toml_list(paths));
         }
         r += &format!(
-            "listen = {}\ncapture = {}\n\n",
+            "ask = {}\nlisten = {}\ncapture = {}\n\n",
+            toml_list(&role.ask),
             toml_list(&role.listen),
             role.capture
         );

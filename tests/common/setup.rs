@@ -7,6 +7,8 @@ use super::*;
 pub struct Role {
     pub targets: Vec<String>,
     pub exec: Vec<String>,
+    /// Commands held for an operator's approval instead of refused.
+    pub ask: Vec<String>,
     pub open: Vec<String>,
     pub pty: bool,
     pub max_ttl: String,
@@ -24,6 +26,7 @@ impl Role {
         Role {
             targets: targets.iter().map(|t| t.to_string()).collect(),
             exec: Vec::new(),
+            ask: Vec::new(),
             open: Vec::new(),
             pty: false,
             max_ttl: "15m".to_string(),
@@ -50,6 +53,10 @@ impl Role {
     }
     pub fn capture(mut self, capture: bool) -> Self {
         self.capture = capture;
+        self
+    }
+    pub fn ask(mut self, patterns: &[&str]) -> Self {
+        self.ask.extend(patterns.iter().map(|p| p.to_string()));
         self
     }
     pub fn exec(mut self, patterns: &[&str]) -> Self {

@@ -250,6 +250,8 @@ async fn measure_commits(dir: &Path, reps: usize) -> Result<CommitFigures, Strin
         command: "systemctl status nginx".into(),
         forced_command: None,
         instead_of: None,
+        approved_request: None,
+        approved_by: None,
     };
 
     let mut idle = Samples::default();

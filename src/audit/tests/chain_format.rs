@@ -26,6 +26,8 @@ async fn some_rows(store: &Store) {
         command: "uptime".into(),
         forced_command: None,
         instead_of: None,
+        approved_request: None,
+        approved_by: None,
     };
     store.record(Some(sid), Some(0), event).await.unwrap();
     let data = Bytes::from_static(b" 10:00:00 up 1 day\n");

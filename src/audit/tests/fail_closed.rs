@@ -37,6 +37,8 @@ async fn a_locked_store_fails_closed_and_recovers_without_losing_queued_bytes() 
         command: "reboot".into(),
         forced_command: None,
         instead_of: None,
+        approved_request: None,
+        approved_by: None,
     };
     let err = store.record(Some(sid), Some(0), refused).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
@@ -60,6 +62,8 @@ async fn a_locked_store_fails_closed_and_recovers_without_losing_queued_bytes() 
         command: "uptime".into(),
         forced_command: None,
         instead_of: None,
+        approved_request: None,
+        approved_by: None,
     };
     store
         .record(Some(sid), Some(0), allowed.clone())

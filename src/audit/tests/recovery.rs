@@ -33,6 +33,8 @@ fn crash_helper_writes_then_waits_to_be_killed() {
                     command: "cat".into(),
                     forced_command: None,
                     instead_of: None,
+                    approved_request: None,
+                    approved_by: None,
                 },
             )
             .await

@@ -26,6 +26,8 @@ async fn populated() -> (TempDir, PathBuf, SessionId, SessionId) {
             command: cmd.into(),
             forced_command: None,
             instead_of: None,
+            approved_request: None,
+            approved_by: None,
         };
         store.record(Some(sid), Some(0), event).await.unwrap();
     }

@@ -31,6 +31,8 @@ async fn record_returns_only_after_the_row_is_visible_to_another_connection() {
                     command: command.clone(),
                     forced_command: None,
                     instead_of: None,
+                    approved_request: None,
+                    approved_by: None,
                 },
             )
             .await
@@ -43,6 +45,8 @@ async fn record_returns_only_after_the_row_is_visible_to_another_connection() {
                 command,
                 forced_command: None,
                 instead_of: None,
+                approved_request: None,
+                approved_by: None,
             }),
             "row {i} visible as soon as record returned"
         );
@@ -365,6 +369,8 @@ async fn decisions_during_a_bulk_stream_leave_the_stream_whole() {
             command: format!("true {n}"),
             forced_command: None,
             instead_of: None,
+            approved_request: None,
+            approved_by: None,
         };
         store.record(Some(sid), Some(1 + n), event).await.unwrap();
     }

@@ -7,6 +7,7 @@
 //! connection and never write.
 
 mod claims;
+mod held;
 mod reader;
 mod requests;
 mod revocations;
@@ -16,9 +17,15 @@ use crate::audit::Abort;
 use super::GrantError;
 
 pub use claims::{cert_state, claim, issued_at, CertFacts, CertState};
+pub use held::{
+    claim_approved, create_hold, expire_holds, hold, hold_for_retry, holds, request_kind,
+    HoldRecord, HoldStatus, NewHold, RequestKind,
+};
 pub use reader::GrantsReader;
 pub(in crate::grants) use requests::record_grant;
-pub use requests::{cert_for_request, create_request, decide, request, requests, IssuedGrant};
+pub use requests::{
+    cert_for_request, create_request, decide, expire_requests, request, requests, IssuedGrant,
+};
 pub use revocations::{
     is_suspended, last_revocation_id, reinstate, revocation_of, revocations_after, revoke,
 };

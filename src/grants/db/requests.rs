@@ -2,6 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use std::time::Duration;
+
+use super::held::{decide_hold, next_request_id, request_kind, RequestKind};
 use super::revocations::is_suspended;
 use super::{refused, sql, Op, RowResult};
 use crate::audit::{Abort, Event, Txn};
@@ -32,11 +35,13 @@ pub fn create_request(txn: &mut Txn<'_>, request: &NewRequest, client_addr: &str
         return refused(GrantError::Suspended(request.identity.clone()));
     }
     let scope = serde_json::to_string(&request.scope).map_err(|e| Abort::Refused(e.into()))?;
+    let id = next_request_id(txn, RequestKind::Grant)?;
     txn.conn()
         .execute(
-            "INSERT INTO grant_requests (created_at_us, identity, role, task, reason, scope, pubkey, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            "INSERT INTO grant_requests (id, created_at_us, identity, role, task, reason, scope, pubkey, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
             params![
+                id,
                 txn.at_us(),
                 request.identity,
                 request.role,
@@ -47,7 +52,6 @@ pub fn create_request(txn: &mut Txn<'_>, request: &NewRequest, client_addr: &str
             ],
         )
         .map_err(sql)?;
-    let id = txn.conn().last_insert_rowid();
     let s = &request.scope;
     let event = Event::GrantRequested {
         request_id: id,
@@ -65,20 +69,48 @@ pub fn create_request(txn: &mut Txn<'_>, request: &NewRequest, client_addr: &str
     Ok(id)
 }
 
-/// Approves or denies a pending request (and chains `grant.decided`).
-pub fn decide(txn: &mut Txn<'_>, id: i64, approve: bool, by: &str, reason: Option<&str>) -> Op<()> {
+/// Approves or denies a pending request of either kind: a grant request
+/// (chaining `grant.decided`) made less than `expiry` ago, or a held
+/// command (see [`decide_hold`]).
+pub fn decide(
+    txn: &mut Txn<'_>,
+    id: i64,
+    approve: bool,
+    by: &str,
+    reason: Option<&str>,
+    expiry: Duration,
+) -> Op<()> {
+    match request_kind(txn.conn(), id).map_err(Abort::Refused)? {
+        Some(RequestKind::Command) => decide_hold(txn, id, approve, by, reason),
+        Some(RequestKind::Grant) | None => decide_grant(txn, id, approve, by, reason, expiry),
+    }
+}
+
+fn decide_grant(
+    txn: &mut Txn<'_>,
+    id: i64,
+    approve: bool,
+    by: &str,
+    reason: Option<&str>,
+    expiry: Duration,
+) -> Op<()> {
     let status = if approve { "approved" } else { "denied" };
     let changed = txn
         .conn()
         .execute(
             "UPDATE grant_requests SET status = ?1, decided_by = ?2, decided_at_us = ?3, decision_reason = ?4
-             WHERE id = ?5 AND status = 'pending'",
-            params![status, by, txn.at_us(), reason, id],
+             WHERE id = ?5 AND status = 'pending' AND created_at_us > ?6",
+            params![status, by, txn.at_us(), reason, id, expired_before(txn.at_us(), expiry)],
         )
         .map_err(sql)?;
     if changed != 1 {
         return match request(txn.conn(), id).map_err(Abort::Refused)? {
             None => refused(GrantError::NoSuchRequest(id)),
+            // Not swept yet, but past its time all the same.
+            Some(r) if r.status == RequestStatus::Pending => refused(GrantError::NotPending {
+                id,
+                status: RequestStatus::Expired,
+            }),
             Some(r) => refused(GrantError::NotPending {
                 id,
                 status: r.status,
@@ -93,6 +125,38 @@ pub fn decide(txn: &mut Txn<'_>, id: i64, approve: bool, by: &str, reason: Optio
     };
     txn.record(None, None, &event)?;
     Ok(())
+}
+
+/// Requests made at or before this time are past `expiry`.
+fn expired_before(now_us: i64, expiry: Duration) -> i64 {
+    let expiry_us = i64::try_from(expiry.as_micros()).unwrap_or(i64::MAX);
+    now_us.saturating_sub(expiry_us)
+}
+
+/// Marks every pending grant request older than `expiry` expired (with
+/// `grant.expired`); returns how many.
+pub fn expire_requests(txn: &mut Txn<'_>, expiry: Duration) -> Op<usize> {
+    let before = expired_before(txn.at_us(), expiry);
+    let due: Vec<i64> = {
+        let mut stmt = txn
+            .conn()
+            .prepare(
+                "SELECT id FROM grant_requests WHERE status = 'pending' AND created_at_us <= ?1",
+            )
+            .map_err(sql)?;
+        let rows = stmt.query_map([before], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)?
+    };
+    for id in &due {
+        txn.conn()
+            .execute(
+                "UPDATE grant_requests SET status = 'expired' WHERE id = ?1",
+                [id],
+            )
+            .map_err(sql)?;
+        txn.record(None, None, &Event::GrantExpired { request_id: *id })?;
+    }
+    Ok(due.len())
 }
 
 /// Stores an issued grant and marks its request issued (one cert per

@@ -13,6 +13,7 @@ fn role(name: &str, targets: &[&str], exec: &[&str], max_ttl: Duration) -> Role 
         name: name.to_owned(),
         targets: targets.iter().map(|t| t.to_string()).collect(),
         exec: PatternSet::parse(exec).unwrap_or_default(),
+        ask: PatternSet::new(),
         open: OpenPatternSet::default(),
         pty: false,
         max_ttl,

@@ -25,6 +25,8 @@ fn a_message_has_the_rfc5424_header_and_the_event_json() {
         command: "uptime".into(),
         forced_command: None,
         instead_of: None,
+        approved_request: None,
+        approved_by: None,
     };
     let message = format_message(&record(event), 4, &origin());
     let text = String::from_utf8_lossy(&message);

@@ -66,6 +66,8 @@ fn transcript() -> Transcript {
         command: "uptime".into(),
         forced_command: None,
         instead_of: None,
+        approved_request: None,
+        approved_by: None,
     };
     Transcript {
         session: session(true),
