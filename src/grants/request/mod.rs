@@ -1,34 +1,47 @@
-//! The command language of the `grant` login, and the narrowing rule.
+//! The command language of the `grant` login (its words in [`words`], a
+//! request as JSON in [`json`]), and the narrowing rule.
 //!
 //! Invariant: [`narrow`] returns a scope only when every part of it lies
 //! within the role: a subset of its targets, commands its patterns already
 //! allow, forwards it already lists, a lifetime within its max_ttl.
 
-use std::time::Duration;
+pub mod json;
+mod words;
 
-use clap::{Parser, Subcommand};
+use std::time::Duration;
 
 use super::GrantScope;
 use crate::policy::{self, CommandLine, CommandPattern, Role};
 
+pub use words::{output_of, parse};
+
 /// Longest wait for a manual approval a requester may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// The wait for a manual approval when the request names none.
+pub const DEFAULT_WAIT_SECS: u64 = 60;
+/// The longest piece of a requester's text that a refusal echoes.
+pub const MAX_ECHO: usize = 200;
 
-#[derive(Parser, Debug)]
-#[command(name = "grant", no_binary_name = true, disable_help_subcommand = true)]
-pub struct GrantCommandLine {
-    #[command(subcommand)]
-    pub command: GrantCommand,
-}
-
-#[derive(Subcommand, Debug)]
+/// What the client sent as its command, parsed.
+#[derive(Debug)]
 pub enum GrantCommand {
     /// Ask for a task certificate; the task public key comes on stdin
     Request(RequestArgs),
-    /// The state of a request; prints its cert once issued
-    Status { id: i64 },
+    /// `request --json`: the whole request, key included, as JSON on stdin
+    RequestJson,
+    /// The state of a request; its cert once issued
+    Status { id: i64, output: Output },
     /// Who you are, and the roles you may request
     Whoami,
+}
+
+/// How the grant login answers: as a person reads it (the cert alone on
+/// stdout, everything else one line on stderr), or as one JSON object on
+/// stdout (stderr lines as before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -44,7 +57,7 @@ pub struct RequestArgs {
     #[command(flatten)]
     pub narrowing: Narrowing,
     /// Seconds to wait for a manual approval
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = DEFAULT_WAIT_SECS)]
     pub wait: u64,
 }
 
@@ -67,6 +80,8 @@ pub struct Narrowing {
 pub enum RequestError {
     #[error("{0}")]
     Syntax(String),
+    #[error("request --json: {0}")]
+    Json(String),
     #[error("role {0:?} is not one this identity holds")]
     RoleNotHeld(String),
     #[error("--ttl: {0}")]
@@ -93,21 +108,26 @@ pub enum RequestError {
     },
 }
 
-/// Splits and parses what the client sent as its command.
-pub fn parse(command: &str) -> Result<GrantCommand, RequestError> {
-    let words = shell_words::split(command)
-        .map_err(|e| RequestError::Syntax(format!("cannot split the command: {e}")))?;
-    GrantCommandLine::try_parse_from(words)
-        .map(|line| line.command)
-        .map_err(|e| RequestError::Syntax(first_line(&e.to_string())))
-}
-
-fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid request");
-    line.trim_start_matches("error: ").to_string()
+/// `text` as one line of at most `max_chars` characters (and `...`):
+/// control characters (a newline inside a quoted word or a JSON string)
+/// escaped, so a refusal stays one line for the client and the audit row.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for c in text.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.into()
+        };
+        chars += piece.chars().count();
+        if chars > max_chars {
+            out.push_str("...");
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
 }
 
 /// The scope of a grant within `role` for `ttl`: the role's whole scope,
