@@ -12,9 +12,11 @@ use serde::Deserialize;
 use crate::cidr::Cidr;
 
 mod limits;
+mod notify;
 mod syslog;
 use limits::LimitsFile;
 pub use limits::{Limits, Rate};
+pub use notify::{NotifySecret, NotifyTarget, DEFAULT_NOTIFY_TIMEOUT};
 pub use syslog::{SyslogTarget, SyslogTransport};
 
 /// How long live sessions may go on after SIGTERM, when the config does
@@ -63,6 +65,8 @@ struct ConfigFile {
     metrics: MetricsFile,
     #[serde(default)]
     syslog: syslog::SyslogFile,
+    #[serde(default)]
+    notify: notify::NotifyFile,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
@@ -118,6 +122,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Where `serve` forwards each chained event; `None`: nowhere.
     pub syslog: Option<SyslogTarget>,
+    /// Where `serve` POSTs pending requests and held commands; `None`: nowhere.
+    pub notify: Option<NotifyTarget>,
 }
 
 impl Config {
@@ -196,8 +202,16 @@ impl Config {
                 path: path.to_path_buf(),
                 message,
             })?;
+        let notify = parsed
+            .notify
+            .resolve(&base)
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(Config {
             syslog,
+            notify,
             limits,
             worker_threads,
             shutdown_drain,
@@ -299,6 +313,13 @@ trusted = []
 # event's JSON line as the message, its kind as MSGID); off unless set.
 # address = "udp:127.0.0.1:514"     # or "tcp:HOST:PORT", "unix:/dev/log"
 # facility = "auth"                 # user, daemon, auth, authpriv, local0-7
+
+[notify]
+# POST each grant request awaiting approval and each held command as JSON,
+# signed with HMAC-SHA256 (X-Portcullis-Signature); off unless url is set.
+# url = "https://chat.example/hooks/portcullis"
+# secret_file = "notify.secret"     # the key; mode 0600 (openssl rand -hex 32)
+# timeout = "5s"                    # per attempt; failures are retried, then recorded
 "#
     )
 }

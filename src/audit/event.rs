@@ -272,6 +272,18 @@ pub enum Event {
     },
     #[serde(rename = "identity.reinstated")]
     IdentityReinstated { identity: String, by: String },
+    /// One failed attempt to POST a notice to `[notify] url`: the kind and
+    /// seq of the event notified about, its request, and when (if ever)
+    /// the next attempt is.
+    #[serde(rename = "notify.failed")]
+    NotifyFailed {
+        event_kind: String,
+        event_seq: i64,
+        request_id: i64,
+        attempt: u32,
+        reason: String,
+        retry_in_secs: Option<u64>,
+    },
 }
 
 /// The fields of a session, fixed when it begins.
@@ -341,6 +353,7 @@ impl Event {
             Event::IdentitySuspended { .. } => "identity.suspended",
             Event::IdentityReinstated { .. } => "identity.reinstated",
             Event::LimitHit { .. } => "limit.hit",
+            Event::NotifyFailed { .. } => "notify.failed",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod grant_login;
 pub mod handler;
 pub mod limits;
 pub mod metrics_http;
+pub mod notify;
 pub mod pidfile;
 pub mod prepared;
 pub mod proxy_header;
@@ -133,6 +134,12 @@ impl ServerContext {
 /// Runs the bastion until SIGTERM or SIGINT, then stops gracefully
 /// (`stop`); returns once every session it admitted is ended on record.
 pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    // A [notify] secret others can read refuses the start, before anything runs.
+    let notifier = config
+        .notify
+        .as_ref()
+        .map(notify::Notifier::prepare)
+        .transpose()?;
     let ctx = Arc::new(ServerContext::load(config)?);
     let host_keys = config
         .host_keys
@@ -158,6 +165,9 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
     tokio::spawn(registry::watch_revocations(ctx.clone()));
     tokio::spawn(watch_store_health(ctx.clone()));
     tokio::spawn(expiry::sweep(ctx.clone()));
+    if let Some(notifier) = notifier {
+        notifier.start(ctx.clone()).await?;
+    }
     eprintln!("portcullis: listening on {}", listener.local_addr()?);
     let _pid_file = pidfile::PidFile::write(&config.store)
         .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;

@@ -146,5 +146,6 @@ fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
         "shutdown_drain",
         running.shutdown_drain != file.shutdown_drain,
     );
+    note("notify", running.notify != file.notify);
     changed
 }

@@ -18,6 +18,10 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<bool> {
         writeln!(out, "{problems}")?;
         ok = false;
     }
+    if let Some(Err(problem)) = config.notify.as_ref().map(|n| n.read_secret()) {
+        writeln!(out, "{}: {problem}", config.file.display())?;
+        ok = false;
+    }
     if config.store.exists() {
         if let Err(e) = audit::probe_writable(&config.store) {
             writeln!(

@@ -139,6 +139,14 @@ pub(crate) fn every_kind() -> Vec<Event> {
             identity: "agent-7".into(),
             by: "root".into(),
         },
+        Event::NotifyFailed {
+            event_kind: "grant.requested".into(),
+            event_seq: 12,
+            request_id: 4,
+            attempt: 8,
+            reason: "HTTP 500".into(),
+            retry_in_secs: None,
+        },
         Event::ExitStatus { status: 126 },
         Event::ExitSignal {
             signal: "KILL".into(),
