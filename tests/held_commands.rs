@@ -105,8 +105,14 @@ fn a_held_command_approved_while_ssh_waits_runs_and_its_output_reaches_the_agent
         let text =
             String::from_utf8_lossy(&b.cli_ok("show", &[&session.to_string()]).stdout).into_owned();
         assert!(
-            text.contains("command.held") || text.contains("held"),
+            text.contains("command.held") && text.contains("command.approved"),
             "{text}"
+        );
+        let export = json_of(&b, "export", &[&session.to_string(), "--format", "json"]);
+        let exported = export.to_string();
+        assert!(
+            exported.contains("command.held") && exported.contains("command.approved"),
+            "{exported}"
         );
     });
 }

@@ -147,5 +147,11 @@ fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
         running.shutdown_drain != file.shutdown_drain,
     );
     note("notify", running.notify != file.notify);
+    note("metrics", running.metrics_listen != file.metrics_listen);
+    note("syslog", running.syslog != file.syslog);
+    note(
+        "trusted_proxies",
+        running.trusted_proxies != file.trusted_proxies,
+    );
     changed
 }

@@ -116,15 +116,19 @@ fn a_grant_request_notice_has_the_documented_shape() {
 }
 
 #[test]
-fn a_held_command_is_read_by_its_kind_before_this_build_knows_it() {
+fn a_held_command_notice_names_the_command_and_how_to_decide_it() {
     let held = record(
         30,
         Some(9),
-        Entry::Unparsed {
-            kind: "command.held".into(),
-            detail: r#"{"request_id":12,"session":9,"identity":"agent-7","target":"web1","command":"sudo reboot"}"#
-                .into(),
-        },
+        Entry::Event(Event::CommandHeld {
+            request_id: 12,
+            command: "sudo reboot".into(),
+            identity: "agent-7".into(),
+            target: "web1".into(),
+            role: Some("ops".into()),
+            task: None,
+            expires_at_us: 1_795_855_200_000_000,
+        }),
     );
     let (notice, body) = body_of(&held);
     assert_eq!(
@@ -137,9 +141,11 @@ fn a_held_command_is_read_by_its_kind_before_this_build_knows_it() {
     assert_eq!(body["identity"], "agent-7");
     assert_eq!(body["target"], "web1");
     assert_eq!(body["command"], "sudo reboot");
+    assert_eq!(body["role"], "ops");
+    assert_eq!(body["approve"], "portcullis approve 12");
+    assert_eq!(body["deny"], "portcullis deny 12");
     assert_eq!(body["event"]["kind"], "command.held");
     assert_eq!(body["event"]["seq"], 30);
-    assert!(body.get("role").is_none(), "{body}");
 }
 
 #[test]
