@@ -41,7 +41,7 @@ pub fn write_asciicast(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
     let (width, height) = recording
         .terminal
         .as_ref()
-        .map_or(DEFAULT_SIZE, |t| (t.cols, t.rows));
+        .map_or(DEFAULT_SIZE, |t| playable(t.cols, t.rows));
     let s = &t.session;
     let task = s
         .task
@@ -72,7 +72,10 @@ pub fn write_asciicast(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
             FrameKind::Output(data) if plain => ("o", output.push(&crlf(data))),
             FrameKind::Output(data) => ("o", output.push(data)),
             FrameKind::Input(data) => ("i", input.push(data)),
-            FrameKind::Resize { cols, rows } => ("r", format!("{cols}x{rows}")),
+            FrameKind::Resize { cols, rows } => {
+                let (cols, rows) = playable(cols, rows);
+                ("r", format!("{cols}x{rows}"))
+            }
         };
         if !text.is_empty() {
             write_line(out, &(last, code, text))?;
@@ -85,6 +88,15 @@ pub fn write_asciicast(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A size players can render: a client without a terminal of its own
+/// (`ssh -tt` from a script) asks for 0x0, which no player draws.
+fn playable(cols: u32, rows: u32) -> (u32, u32) {
+    match (cols, rows) {
+        (0, _) | (_, 0) => DEFAULT_SIZE,
+        size => size,
+    }
 }
 
 fn write_line<T: Serialize>(out: &mut dyn Write, value: &T) -> io::Result<()> {

@@ -157,3 +157,48 @@ fn the_json_export_carries_exact_bytes() {
     assert_eq!(cut["base64"], "Y2Fmww==", "{cut}");
     assert_eq!(cut["text"], "caf\u{fffd}");
 }
+
+/// `ssh -tt` from a script: the client has no terminal and asks for 0x0.
+#[test]
+fn a_terminal_of_no_size_exports_as_80x24() {
+    let pty = Event::PtyAllowed {
+        term: "xterm".into(),
+        cols: 0,
+        rows: 0,
+    };
+    let t = Transcript {
+        session: session(true),
+        events: vec![
+            row(5, 1_000, Some(0), Entry::Event(pty)),
+            row(
+                6,
+                2_000,
+                Some(0),
+                Entry::Event(Event::ShellAllowed { pty: true }),
+            ),
+            row(7, 100_000, Some(0), data(Stream::Stdout, b"$ ")),
+            row(
+                8,
+                200_000,
+                Some(0),
+                Entry::Event(Event::PtyResize { cols: 0, rows: 0 }),
+            ),
+        ],
+    };
+    let mut out = Vec::new();
+    if let Err(e) = write_export(&t, ExportFormat::Asciicast, &mut out) {
+        panic!("{e}");
+    }
+    let text = String::from_utf8_lossy(&out);
+    let mut lines = text.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(80), Some(24))
+    );
+    assert!(
+        !text.contains("\"0x0\""),
+        "a resize to no size is not one players can follow: {text}"
+    );
+}
