@@ -148,6 +148,15 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
         .collect::<Result<Vec<_>, _>>()?;
     let ssh_config = Arc::new(ssh_config(host_keys, &ctx.limits));
     let addr = listen.unwrap_or(config.listen);
+    // Notices cover what the first connection does; targets may read the
+    // KRL, and `portcullis reload` find the server, as soon as anyone can
+    // connect.
+    if let Some(notifier) = notifier {
+        notifier.start(ctx.clone()).await?;
+    }
+    registry::refresh_krl(&ctx).await;
+    let _pid_file = pidfile::PidFile::write(&config.store)
+        .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -161,16 +170,10 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
         );
         tokio::spawn(metrics_http::serve(ctx.clone(), metrics));
     }
-    registry::refresh_krl(&ctx).await;
     tokio::spawn(registry::watch_revocations(ctx.clone()));
     tokio::spawn(watch_store_health(ctx.clone()));
     tokio::spawn(expiry::sweep(ctx.clone()));
-    if let Some(notifier) = notifier {
-        notifier.start(ctx.clone()).await?;
-    }
     eprintln!("portcullis: listening on {}", listener.local_addr()?);
-    let _pid_file = pidfile::PidFile::write(&config.store)
-        .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;
     let mut hangups = signal(SignalKind::hangup()).context("watching SIGHUP")?;
     let signalled = stop::signalled();
     tokio::pin!(signalled);
