@@ -270,3 +270,29 @@ fn only_reviewers_get_links_and_only_real_links_sign_in() {
     }
     assert_eq!(get(web.port, "/signin", None).status, 200);
 }
+
+#[test]
+fn taking_review_away_shuts_the_reviewer_out() {
+    let (setup, port, id) = reviewer_setup();
+    let b = Bastion::start(setup.clone());
+    let web = b.start_web(port);
+    let cookie = sign_in(web.port, &link(&b, &id, web.port));
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
+    let pending = link(&b, &id, web.port);
+
+    let mut without = setup;
+    without.reviewers.clear();
+    b.rewrite_policy(&without);
+    // The browser session and the unspent link alike.
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 401);
+    assert_eq!(get(web.port, "/sessions", Some(&cookie)).status, 303);
+    let answer = get(web.port, &pending, None);
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.header("set-cookie").is_none());
+    let refused: Vec<Value> = events(&b)
+        .into_iter()
+        .filter(|e| e["kind"] == "review.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["identity"], REVIEWER);
+}

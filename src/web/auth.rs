@@ -50,8 +50,10 @@ pub async fn visitor(state: &State, headers: &HeaderMap) -> Result<Visitor, Unav
         })
         .await?;
     Ok(match found {
-        Some(reviewer) => Visitor::SignedIn { reviewer, cookie },
-        None => Visitor::Anonymous,
+        Some(reviewer) if state.may_review(&reviewer.identity).await => {
+            Visitor::SignedIn { reviewer, cookie }
+        }
+        _ => Visitor::Anonymous,
     })
 }
 

@@ -24,6 +24,6 @@ use crate::config::Config;
 
 /// Serves the viewer on `listen` until the process is stopped.
 pub async fn run(config: &Config, listen: SocketAddr) -> anyhow::Result<()> {
-    let state = state::State::open(&config.store)?;
+    let state = state::State::open(&config.store, &config.policy_dir)?;
     server::serve(listen, routes::router(state)).await
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::auth::{self, Visitor, COOKIE_NAME};
 use super::html::{self, ListView};
-use super::state::{State, Unavailable};
+use super::state::{may_review_now, State, Unavailable};
 use crate::audit::{Event, SessionFilter, SessionId};
 use crate::grants::review::{self, LinkRefusal, Reviewer, SESSION_LIFETIME};
 use crate::replay;
@@ -140,6 +140,13 @@ async fn style() -> Response {
     response
 }
 
+/// What redeeming a link came to.
+enum SignedIn {
+    Began(review::NewBrowserSession),
+    BadLink,
+    NotReviewer,
+}
+
 #[derive(Deserialize)]
 struct SignIn {
     token: Option<String>,
@@ -157,28 +164,40 @@ async fn sign_in(Extension(state): Extension<State>, Query(q): Query<SignIn>) ->
             "this sign-in link is unknown, used or expired",
         );
     }
+    let policy_dir = state.policy_dir();
     let began = state
         .write(move |txn| {
             let now = txn.at_us();
             let identity = match review::redeem_link(txn.conn(), &token, now)? {
                 Ok(identity) => identity,
-                Err(LinkRefusal::Invalid) => return Ok(None),
+                Err(LinkRefusal::Invalid) => return Ok(SignedIn::BadLink),
             };
+            // The link is spent either way; review may have been taken
+            // away since it was made.
+            if !may_review_now(&policy_dir, &identity) {
+                let event = Event::ReviewRefused {
+                    identity: Some(identity),
+                    reason: "no longer review = true at sign-in".into(),
+                };
+                txn.record(None, None, &event)?;
+                return Ok(SignedIn::NotReviewer);
+            }
             let session = review::begin_browser_session(txn.conn(), &identity, now)?;
             let event = Event::ReviewSignedIn { identity };
             txn.record(None, None, &event)?;
-            Ok(Some(session))
+            Ok(SignedIn::Began(session))
         })
         .await;
     match began {
         Err(e) => unavailable(e),
         // Not recorded: anyone may send a bad token, and the chain is not
         // theirs to grow.
-        Ok(None) => plain(
+        Ok(SignedIn::BadLink) => plain(
             StatusCode::FORBIDDEN,
             "this sign-in link is unknown, used or expired",
         ),
-        Ok(Some(session)) => {
+        Ok(SignedIn::NotReviewer) => plain(StatusCode::FORBIDDEN, "this identity may not review"),
+        Ok(SignedIn::Began(session)) => {
             let mut response = redirect("/sessions");
             let cookie = format!(
                 "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",

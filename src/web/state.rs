@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::audit::{Abort, DirectWriter, Event, Reader, StoreError, Txn};
+use crate::policy::{Policy, Review};
 
 #[derive(Clone)]
 pub struct State {
@@ -14,6 +15,7 @@ pub struct State {
 
 struct Inner {
     store: PathBuf,
+    policy_dir: PathBuf,
     writer: Mutex<DirectWriter>,
 }
 
@@ -22,11 +24,12 @@ struct Inner {
 pub struct Unavailable;
 
 impl State {
-    pub fn open(store: &Path) -> anyhow::Result<State> {
+    pub fn open(store: &Path, policy_dir: &Path) -> anyhow::Result<State> {
         let writer = DirectWriter::open(store)?;
         Ok(State {
             inner: Arc::new(Inner {
                 store: store.to_path_buf(),
+                policy_dir: policy_dir.to_path_buf(),
                 writer: Mutex::new(writer),
             }),
         })
@@ -74,8 +77,37 @@ impl State {
         done.unwrap_or(Err(Unavailable))
     }
 
+    /// Whether `identity` may review now (see [`may_review_now`]).
+    pub async fn may_review(&self, identity: &str) -> bool {
+        let dir = self.inner.policy_dir.clone();
+        let identity = identity.to_owned();
+        tokio::task::spawn_blocking(move || may_review_now(&dir, &identity))
+            .await
+            .unwrap_or(false)
+    }
+
+    pub fn policy_dir(&self) -> PathBuf {
+        self.inner.policy_dir.clone()
+    }
+
     /// Records one chained event outside any session.
     pub async fn record(&self, event: Event) -> Result<(), Unavailable> {
         self.write(move |txn| txn.record(None, None, &event)).await
+    }
+}
+
+/// Whether `identity` may review under the policy as it is on disk now.
+/// Read per request: taking `review = true` away shuts its browser
+/// sessions out at once, and a policy that does not load shuts out all.
+pub fn may_review_now(policy_dir: &Path, identity: &str) -> bool {
+    match Policy::load(policy_dir) {
+        Ok(policy) => policy
+            .identities
+            .get(identity)
+            .is_some_and(|i| i.review == Review::Allowed),
+        Err(_) => {
+            tracing::warn!("web: the policy does not load; refusing every reviewer");
+            false
+        }
     }
 }
