@@ -56,6 +56,19 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     }
 }
 
+/// Sends `request` as is; what came back before the connection ended
+/// (a reset ends it too).
+fn raw_exchange(port: u16, request: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to web");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(request.as_bytes());
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
     let header = cookie.map(|c| format!("portcullis_session={c}"));
     let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Cookie", h.as_str())).collect();
@@ -269,6 +282,31 @@ fn only_reviewers_get_links_and_only_real_links_sign_in() {
         assert!(answer.header("set-cookie").is_none());
     }
     assert_eq!(get(web.port, "/signin", None).status, 200);
+
+    // Peer input is bounded: a head over 16 KiB, a body over 4 KiB.
+    let huge = "x".repeat(20 * 1024);
+    let answer = raw_exchange(
+        web.port,
+        &format!("GET /signin HTTP/1.1\r\nHost: x\r\nX-Filler: {huge}\r\n\r\n"),
+    );
+    // 431, or the connection cut before the answer was read (the server
+    // closing with unread bytes resets it): never the page.
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    let body = format!("csrf={}", "0".repeat(5000));
+    let answer = raw_exchange(
+        web.port,
+        &format!(
+            "POST /signout HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "{answer}"
+    );
 }
 
 #[test]
