@@ -180,6 +180,20 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
     );
     assert!(!page.body.contains("<script>"), "{}", page.body);
     assert!(page.body.contains("exec.allowed"), "{}", page.body);
+    let serial = sessions[1]["cert_serial"].to_string();
+    for field in [
+        "identity:    agent-7",
+        "task:        T-1",
+        "client:",
+        "ended:",
+    ] {
+        assert!(page.body.contains(field), "{field}: {}", page.body);
+    }
+    assert!(
+        page.body.contains(&format!("serial {serial}")),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("viewed by alice"), "{}", page.body);
     let first = sessions[0]["id"].as_i64().unwrap();
     let page = get(web.port, &format!("/sessions/{first}"), Some(&cookie));
