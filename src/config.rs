@@ -64,6 +64,8 @@ struct ConfigFile {
     #[serde(default)]
     metrics: MetricsFile,
     #[serde(default)]
+    web: WebFile,
+    #[serde(default)]
     syslog: syslog::SyslogFile,
     #[serde(default)]
     notify: notify::NotifyFile,
@@ -75,6 +77,17 @@ struct ConfigFile {
 struct MetricsFile {
     listen: Option<String>,
 }
+
+/// `[web]`: where `portcullis web` listens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebFile {
+    listen: Option<String>,
+}
+
+/// Where `portcullis web` listens when neither the flag nor `[web]` says:
+/// loopback only (plain HTTP; put a TLS reverse proxy in front for more).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:2280";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +133,9 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where `portcullis web` listens (`[web] listen`, else
+    /// [`DEFAULT_WEB_LISTEN`]); `serve` prints review links to it.
+    pub web_listen: SocketAddr,
     /// Where `serve` forwards each chained event; `None`: nowhere.
     pub syslog: Option<SyslogTarget>,
     /// Where `serve` POSTs pending requests and held commands; `None`: nowhere.
@@ -195,6 +211,11 @@ impl Config {
                 message: format!("[metrics] listen = {text:?}: not host:port"),
             })?),
         };
+        let web_text = parsed.web.listen.as_deref().unwrap_or(DEFAULT_WEB_LISTEN);
+        let web_listen = web_text.parse().map_err(|_| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("[web] listen = {web_text:?}: not host:port"),
+        })?;
         let syslog = parsed
             .syslog
             .resolve()
@@ -217,6 +238,7 @@ impl Config {
             shutdown_drain,
             trusted_proxies,
             metrics_listen,
+            web_listen,
             listen,
             host_keys: parsed.host_keys.iter().map(|p| base.join(p)).collect(),
             policy_dir: base.join(&parsed.policy),
@@ -307,6 +329,11 @@ trusted = []
 [metrics]
 # A Prometheus endpoint (GET /metrics); off unless set.
 # listen = "127.0.0.1:9191"
+
+[web]
+# Where `portcullis web` (the reviewers' viewer) listens: plain HTTP, so
+# keep it on loopback or behind a TLS reverse proxy.
+# listen = "127.0.0.1:2280"
 
 [syslog]
 # Forward each chained event from `serve` as an RFC 5424 message (the

@@ -25,3 +25,4 @@ pub mod session;
 pub mod setup;
 pub mod transport;
 pub mod upstream;
+pub mod web;

@@ -47,6 +47,12 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Run the reviewers' web viewer of recorded sessions (plain HTTP: loopback or behind a TLS proxy)
+    Web {
+        /// Listen here instead of the config's `[web] listen` [default: 127.0.0.1:2280]
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Operator side: sign a task certificate within a role
     Grant(grant::GrantArgs),
     /// List grant requests and held commands (pending ones unless --all)
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
         Command::Init { dir } => init(dir),
         Command::Serve { listen } => serve(&config_path, listen),
         Command::Demo { dir } => demo(dir),
+        Command::Web { listen } => web(&config_path, listen),
         Command::Grant(args) => grant(&config_path, &args),
         Command::Requests { all, json } => requests(&config_path, all, json),
         Command::Approve { id } => decide(&config_path, id, true, None),
@@ -208,6 +215,20 @@ fn run_server(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(gateway::serve(config, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis web [--listen ADDR]`
+fn web(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = Config::load(config_path)?;
+    let listen = listen.unwrap_or(config.web_listen);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(portcullis::web::run(&config, listen))?;
     Ok(ExitCode::SUCCESS)
 }
 

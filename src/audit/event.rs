@@ -284,6 +284,29 @@ pub enum Event {
         reason: String,
         retry_in_secs: Option<u64>,
     },
+    /// A reviewer's identity key on the `review` login got a one-time
+    /// sign-in link for the web viewer.
+    #[serde(rename = "review.link_issued")]
+    ReviewLinkIssued {
+        identity: String,
+        client_addr: String,
+    },
+    /// A sign-in link was redeemed: a browser session began.
+    #[serde(rename = "review.signed_in")]
+    ReviewSignedIn { identity: String },
+    /// The `review` login or a sign-in was refused.
+    #[serde(rename = "review.refused")]
+    ReviewRefused {
+        identity: Option<String>,
+        reason: String,
+    },
+    /// A reviewer read a session (its page or its JSON). Recorded outside
+    /// the session (which may have ended): `session_viewed` names it.
+    #[serde(rename = "review.viewed")]
+    ReviewViewed {
+        identity: String,
+        session_viewed: i64,
+    },
 }
 
 /// The fields of a session, fixed when it begins.
@@ -354,6 +377,10 @@ impl Event {
             Event::IdentityReinstated { .. } => "identity.reinstated",
             Event::LimitHit { .. } => "limit.hit",
             Event::NotifyFailed { .. } => "notify.failed",
+            Event::ReviewLinkIssued { .. } => "review.link_issued",
+            Event::ReviewSignedIn { .. } => "review.signed_in",
+            Event::ReviewRefused { .. } => "review.refused",
+            Event::ReviewViewed { .. } => "review.viewed",
         }
     }
 

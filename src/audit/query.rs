@@ -165,6 +165,63 @@ impl Reader {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The read-only connection, for other layers' own tables.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A page of sessions matching `filter`, newest first: at most `limit`
+    /// with ids below `before` (all, without it). Walks the primary key
+    /// backwards, so a page costs its own rows, not the whole table.
+    pub fn page_sessions(
+        &self,
+        filter: &SessionFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions
+             WHERE (?1 IS NULL OR identity = ?1) AND (?2 IS NULL OR task = ?2)
+               AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR started_at_us >= ?4)
+               AND (?5 IS NULL OR id < ?5)
+             ORDER BY id DESC LIMIT ?6",
+            self.session_columns
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(
+            params![
+                filter.identity,
+                filter.task,
+                filter.target,
+                filter.since_us,
+                before,
+                limit
+            ],
+            session_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Who read session `id` in the web viewer (`review.viewed`), newest
+    /// first, at most `limit`: (identity, unix micros).
+    pub fn viewers(&self, id: SessionId, limit: usize) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT json_extract(detail, '$.identity'), at_us FROM events
+             WHERE kind = 'review.viewed' AND session_id IS NULL
+               AND json_extract(detail, '$.session_viewed') = ?1
+             ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![id.0, limit], |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                row.get(1)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// One session's row, if it exists.
     pub fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let sql = format!(

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Page size of a new store (an existing one keeps its own). Stream bytes
 /// live in payload segments, so rows are small and a commit touches a few
@@ -231,6 +231,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX held_commands_cert ON held_commands(cert_fingerprint, target);
     CREATE INDEX held_commands_status ON held_commands(status);
+    ",
+    // 5 -> 6: the web viewer's one-time sign-in links and browser
+    // sessions (grants/review.rs). Only SHA-256 hashes of the secrets are
+    // kept, so a copy of the store signs no one in.
+    "
+    CREATE TABLE review_links (
+        token_hash    BLOB PRIMARY KEY,
+        identity      TEXT NOT NULL,
+        created_at_us INTEGER NOT NULL,
+        expires_at_us INTEGER NOT NULL,
+        used          INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))
+    );
+    CREATE TABLE review_sessions (
+        id_hash       BLOB PRIMARY KEY,
+        identity      TEXT NOT NULL,
+        csrf          TEXT NOT NULL,
+        created_at_us INTEGER NOT NULL,
+        expires_at_us INTEGER NOT NULL,
+        ended         INTEGER NOT NULL DEFAULT 0 CHECK (ended IN (0, 1))
+    );
     ",
 ];
 

@@ -20,7 +20,7 @@ use crate::audit::{Event, Store};
 use crate::cert::{cert_fingerprint, verify_user_cert, CertRefusal};
 use crate::clock;
 use crate::metrics::{metrics, ReasonLabel};
-use crate::policy::{CeilingRefusal, RoleClaim, RESERVED_LOGIN};
+use crate::policy::{CeilingRefusal, RoleClaim, RESERVED_LOGIN, REVIEW_LOGIN};
 use crate::session::admit::{self, AdmitRefusal, Arrival, Opened};
 use crate::session::hold::HoldSettings;
 use crate::session::SessionLimits;
@@ -45,11 +45,11 @@ pub enum AuthRefusal {
     NoUsableCertificate,
     #[error("SHA-1 signatures (ssh-rsa) are refused; use rsa-sha2-256/512 or another key type")]
     Sha1Signature,
-    #[error("a certificate cannot log in as \"grant\": request grants with the identity key")]
+    #[error("a certificate cannot log in as \"grant\" or \"review\": those take the identity key")]
     CertOnGrantLogin,
     #[error("this key is not an identity key in the policy")]
     UnknownIdentityKey,
-    #[error("identity keys only log in as \"grant\" to request a task certificate")]
+    #[error("identity keys only log in as \"grant\" to request a task certificate (or \"review\" to sign in to the web viewer)")]
     IdentityKeyOnTarget,
     #[error("identity {identity} already has {open} sessions open (max_sessions_per_identity)")]
     TooManySessions { identity: String, open: usize },
@@ -101,7 +101,8 @@ async fn decide_and_open(
     peer: Option<SocketAddr>,
     client_addr: &str,
 ) -> Result<Admission, AuthRefusal> {
-    if login == RESERVED_LOGIN {
+    // Both reserved logins take identity keys only.
+    if login == RESERVED_LOGIN || login == REVIEW_LOGIN {
         return Err(AuthRefusal::CertOnGrantLogin);
     }
     let now = clock::now_unix();

@@ -39,6 +39,8 @@ pub enum Admitted {
     Target(SessionLink),
     /// An identity key on the `grant` login.
     Grant(Arc<Requester>),
+    /// An identity key on the `review` login.
+    Review(Arc<Requester>),
 }
 
 /// Where a connection's handler puts what it admitted, so this task can end
@@ -77,7 +79,9 @@ impl ConnectionSlot {
         loop {
             match self.admitted.get() {
                 Some(Admitted::Target(link)) => return link.live.terminated().await,
-                Some(Admitted::Grant(_)) => std::future::pending::<()>().await,
+                Some(Admitted::Grant(_) | Admitted::Review(_)) => {
+                    std::future::pending::<()>().await
+                }
                 None => self.set.notified().await,
             }
         }
@@ -205,7 +209,7 @@ pub async fn run(
             link.live.end(&reason).await;
             link.target.close().await;
         }
-        Some(Admitted::Grant(_)) => {}
+        Some(Admitted::Grant(_) | Admitted::Review(_)) => {}
         None if slot.tried.load(Ordering::Relaxed) => ctx.sources.failed_connection(peer.ip()),
         None => {}
     }

@@ -19,9 +19,9 @@ use super::admission::{self, AuthRefusal};
 use super::grant_login::Requester;
 use super::limits::{Limit, Unauthenticated};
 use super::prepared::Prepared;
-use super::{channel, connection, reload, Admitted, ServerContext, SessionSlot};
+use super::{channel, connection, reload, review_login, Admitted, ServerContext, SessionSlot};
 use crate::metrics::metrics;
-use crate::policy::RESERVED_LOGIN;
+use crate::policy::{RESERVED_LOGIN, REVIEW_LOGIN};
 use crate::proxy::forward::{self, ForwardRequest};
 use crate::proxy::listen::RemoteForwards;
 use crate::proxy::SessionLink;
@@ -97,6 +97,23 @@ impl ConnectionHandler {
     }
 }
 
+/// The logins an identity key (not a cert) may use.
+#[derive(Clone, Copy)]
+enum ReservedLogin {
+    Grant,
+    Review,
+}
+
+impl ReservedLogin {
+    fn of(user: &str) -> Option<ReservedLogin> {
+        match user {
+            RESERVED_LOGIN => Some(ReservedLogin::Grant),
+            REVIEW_LOGIN => Some(ReservedLogin::Review),
+            _ => None,
+        }
+    }
+}
+
 const STREAMLOCAL: &str = "forwarding to Unix sockets is not supported by this bastion";
 
 impl russh::server::Handler for ConnectionHandler {
@@ -130,21 +147,28 @@ impl russh::server::Handler for ConnectionHandler {
         self.slot.note_attempt();
         let policy = self.ctx.policy();
         let identity = policy.identity_for_key(key.public_key);
-        let refusal = match (user == RESERVED_LOGIN, identity) {
-            (true, Some(identity)) => {
+        let reserved = ReservedLogin::of(user);
+        let refusal = match (reserved, identity) {
+            (Some(login), Some(identity)) => {
                 if self.slot.get().is_some() {
                     return Ok(Auth::reject());
                 }
-                let requester = Requester {
+                let requester = Arc::new(Requester {
                     identity: identity.clone(),
                     client_addr: self.client_addr(),
+                });
+                // Whether the identity may review is decided (and a
+                // refusal recorded) on the channel, so it gets a line.
+                let admitted = match login {
+                    ReservedLogin::Grant => Admitted::Grant(requester),
+                    ReservedLogin::Review => Admitted::Review(requester),
                 };
-                return Ok(self.admitted(Admitted::Grant(Arc::new(requester))));
+                return Ok(self.admitted(admitted));
             }
-            (true, None) => AuthRefusal::UnknownIdentityKey,
-            (false, Some(_)) => AuthRefusal::IdentityKeyOnTarget,
-            (false, None) if self.saw_certificate => AuthRefusal::PlainKey,
-            (false, None) => AuthRefusal::NoUsableCertificate,
+            (Some(_), None) => AuthRefusal::UnknownIdentityKey,
+            (None, Some(_)) => AuthRefusal::IdentityKeyOnTarget,
+            (None, None) if self.saw_certificate => AuthRefusal::PlainKey,
+            (None, None) => AuthRefusal::NoUsableCertificate,
         };
         self.refuse_auth(None, user, &refusal).await;
         Ok(Auth::reject())
@@ -225,6 +249,15 @@ impl russh::server::Handler for ConnectionHandler {
                 let handle = session.handle();
                 tokio::spawn(async move {
                     channel::serve_grant_channel(ctx, requester, channel, handle).await;
+                    drop(count);
+                });
+            }
+            Some(Admitted::Review(requester)) => {
+                reply.accept().await;
+                let (ctx, requester) = (self.ctx.clone(), requester.clone());
+                let handle = session.handle();
+                tokio::spawn(async move {
+                    review_login::serve_review_channel(ctx, requester, channel, handle).await;
                     drop(count);
                 });
             }

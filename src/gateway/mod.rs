@@ -19,6 +19,7 @@ pub mod prepared;
 pub mod proxy_header;
 pub mod registry;
 pub mod reload;
+pub mod review_login;
 pub mod stop;
 
 use std::net::SocketAddr;

@@ -148,6 +148,8 @@ fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     );
     note("notify", running.notify != file.notify);
     note("metrics", running.metrics_listen != file.metrics_listen);
+    // Review links name the viewer's address as `serve` started.
+    note("web", running.web_listen != file.web_listen);
     note("syslog", running.syslog != file.syslog);
     note(
         "trusted_proxies",

@@ -15,6 +15,7 @@ pub mod issue;
 pub mod krl;
 pub mod ratelimit;
 pub mod request;
+pub mod review;
 
 use serde::{Deserialize, Serialize};
 

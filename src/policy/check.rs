@@ -20,7 +20,8 @@ use crate::policy::pattern::{CommandPattern, PatternSet};
 use crate::policy::raw::{IdentitiesFile, Name, RawRole, RawTarget, RolesFile, TargetsFile};
 use crate::policy::syntax::{check_address, check_name, check_public_key};
 use crate::policy::{
-    Approval, ChannelGrants, Identity, Role, Target, UpstreamAuth, RESERVED_LOGIN,
+    Approval, ChannelGrants, Identity, Review, Role, Target, UpstreamAuth, RESERVED_LOGIN,
+    REVIEW_LOGIN,
 };
 
 pub(crate) fn check_targets(
@@ -37,6 +38,12 @@ pub(crate) fn check_targets(
                 format!(
                     "target name \"{RESERVED_LOGIN}\" is reserved for the bastion's request flow"
                 ),
+            );
+        }
+        if name.get_ref() == REVIEW_LOGIN {
+            problems.at(
+                name.span(),
+                format!("target name \"{REVIEW_LOGIN}\" is reserved for the web viewer's sign-in"),
             );
         }
         let checked = check_target(name.get_ref(), target, dir, problems);
@@ -273,7 +280,17 @@ pub(crate) fn check_identities(
             }
         }
         let name = name.into_inner();
-        identities.insert(name.clone(), Identity { name, keys, roles });
+        let review = match raw_identity.review {
+            true => Review::Allowed,
+            false => Review::Denied,
+        };
+        let identity = Identity {
+            name: name.clone(),
+            keys,
+            roles,
+            review,
+        };
+        identities.insert(name, identity);
     }
     identities
 }

@@ -44,6 +44,10 @@ pub(crate) use syntax::{check_name, is_host_char};
 /// (`ssh grant@bastion request ...`); no target may take it.
 pub const RESERVED_LOGIN: &str = "grant";
 
+/// The login of the web viewer's sign-in: an identity key with `review =
+/// true` gets a one-time link. Like `grant`, no target may be named so.
+pub const REVIEW_LOGIN: &str = "review";
+
 /// Everything in the policy directory, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -124,6 +128,16 @@ pub struct Identity {
     /// The identity's own keys; they may only request grants.
     pub keys: Vec<PublicKey>,
     pub roles: Vec<String>,
+    /// Whether the identity may sign in to the web viewer (`review@`).
+    pub review: Review,
+}
+
+/// An identity's access to the web viewer (`review = true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Review {
+    Allowed,
+    #[default]
+    Denied,
 }
 
 impl Identity {

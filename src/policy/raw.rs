@@ -77,4 +77,7 @@ pub(crate) struct RawIdentity {
     #[serde(default)]
     pub keys: Vec<Spanned<String>>,
     pub roles: Vec<Spanned<String>>,
+    /// May sign in to the web viewer (`review@`); TOML checks it is a bool.
+    #[serde(default)]
+    pub review: bool,
 }

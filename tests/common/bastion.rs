@@ -409,11 +409,15 @@ pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
             .map(|(_, key)| key.clone())
             .collect();
         i += &format!(
-            "[identities.{}]\nkeys = {}\nroles = {}\n\n",
+            "[identities.{}]\nkeys = {}\nroles = {}\n",
             toml_str(name),
             toml_list(&keys),
             toml_list(roles)
         );
+        if setup.reviewers.contains(name) {
+            i += "review = true\n";
+        }
+        i += "\n";
     }
     fs::write(dir.join("targets.toml"), t).expect("write targets.toml");
     fs::write(dir.join("roles.toml"), r).expect("write roles.toml");
@@ -451,4 +455,45 @@ pub fn grant(
         cert.display()
     );
     cert
+}
+
+/// A `portcullis web` on the bastion's config (so on its store), killed
+/// on drop. Its port is the config's `[web] listen` (see [`web_setup`]).
+pub struct WebViewer {
+    pub port: u16,
+    _daemon: Daemon,
+}
+
+/// `setup` with `[web] listen` on a free loopback port, and that port.
+pub fn web_setup(setup: Setup) -> (Setup, u16) {
+    let port = free_port();
+    let listen = toml_str(&format!("127.0.0.1:{port}"));
+    (setup.table_setting("web", "listen", &listen), port)
+}
+
+impl Bastion {
+    /// Starts `portcullis web` against this bastion's config.
+    pub fn start_web(&self, port: u16) -> WebViewer {
+        let log = self.dir().join("web.log");
+        let mut daemon = Daemon::spawn(
+            Command::new(bin())
+                .arg("web")
+                .arg("--config")
+                .arg(&self.config)
+                .current_dir(self.dir())
+                .env_remove("PORTCULLIS_CONFIG")
+                .env("RUST_BACKTRACE", "1"),
+            &log,
+        );
+        if let Err(failure) = daemon.wait_listening(port) {
+            panic!(
+                "portcullis web did not listen on 127.0.0.1:{port} ({failure:?})\n{}",
+                tail(&log, 40)
+            );
+        }
+        WebViewer {
+            port,
+            _daemon: daemon,
+        }
+    }
 }

@@ -90,6 +90,8 @@ pub struct Setup {
     pub identities: Vec<(String, Vec<String>)>,
     /// Identity keys (identity name, OpenSSH public key line).
     pub identity_keys: Vec<(String, String)>,
+    /// Identities with `review = true` (the web viewer's sign-in).
+    pub reviewers: Vec<String>,
     pub trusted_ca_files: Vec<PathBuf>,
     /// `[limits]` settings: key and TOML value (`"2s"` quoted, numbers bare).
     pub limits: Vec<(String, String)>,
@@ -185,6 +187,12 @@ impl Setup {
     /// Lists `key` (an OpenSSH public key line) as a key of identity `name`.
     pub fn identity_key(mut self, name: &str, key: &str) -> Self {
         self.identity_keys.push((name.to_string(), key.to_string()));
+        self
+    }
+
+    /// Gives identity `name` `review = true` (it may sign in to the web viewer).
+    pub fn reviewer(mut self, name: &str) -> Self {
+        self.reviewers.push(name.to_string());
         self
     }
 

@@ -147,6 +147,21 @@ pub(crate) fn every_kind() -> Vec<Event> {
             reason: "HTTP 500".into(),
             retry_in_secs: None,
         },
+        Event::ReviewLinkIssued {
+            identity: "alice".into(),
+            client_addr: "127.0.0.1:1".into(),
+        },
+        Event::ReviewSignedIn {
+            identity: "alice".into(),
+        },
+        Event::ReviewRefused {
+            identity: Some("agent-7".into()),
+            reason: "identity may not review".into(),
+        },
+        Event::ReviewViewed {
+            identity: "alice".into(),
+            session_viewed: 3,
+        },
         Event::ExitStatus { status: 126 },
         Event::ExitSignal {
             signal: "KILL".into(),

@@ -67,6 +67,7 @@ fn policy() -> Policy {
             "web-readonly".to_owned(),
             "web-deploy".to_owned(),
         ],
+        review: Default::default(),
     };
     Policy {
         targets: ["web1", "db1"].map(|n| (n.to_owned(), target(n))).into(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::policy::{Approval, Policy, PolicyErrors, UpstreamAuth};
+use crate::policy::{Approval, Policy, PolicyErrors, Review, UpstreamAuth};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIARskWH999Pn4VK4zPlYhgTg88pR3OQC6py9dqnJFXBn agent-7";
@@ -329,4 +329,30 @@ fn parsed_problems_name_the_files_under_the_given_dir() {
         &[("roles.toml", Some(1), "missing field `targets`")],
     );
     assert_eq!(errors.errors[0].file, dir.join("roles.toml"));
+}
+
+#[test]
+fn review_is_a_bool_and_defaults_to_denied() {
+    let identities = "[identities.agent-7]\nroles = [\"ops\"]\n\n[identities.alice]\nroles = [\"ops\"]\nreview = true\n";
+    let dir = policy_dir(Some(TARGETS), Some(ROLES), Some(identities));
+    let policy = Policy::load(dir.path()).unwrap();
+    assert_eq!(policy.identities["agent-7"].review, Review::Denied);
+    assert_eq!(policy.identities["alice"].review, Review::Allowed);
+
+    let bad = "[identities.alice]\nroles = [\"ops\"]\nreview = \"yes\"\n";
+    let dir = policy_dir(Some(TARGETS), Some(ROLES), Some(bad));
+    let errors = load_errors(dir.path());
+    assert_problems(&errors, &[("identities.toml", Some(3), "")]);
+}
+
+#[test]
+fn no_target_may_be_named_review() {
+    let targets = "[targets.review]\naddress = \"127.0.0.1:22201\"\nuser = \"deploy\"\n";
+    let roles = "[roles.ops]\ntargets = [\"review\"]\nexec = [\"uptime\"]\nmax_ttl = \"15m\"\n";
+    let dir = policy_dir(Some(targets), Some(roles), Some(IDENTITIES));
+    let errors = load_errors(dir.path());
+    assert_problems(
+        &errors,
+        &[("targets.toml", Some(1), "reserved for the web viewer")],
+    );
 }

@@ -1,0 +1,424 @@
+//! The routes. Every handler that shows recorded data starts from
+//! [`auth::visitor`] and answers 401 (API) or a redirect to the sign-in
+//! page (HTML) without a live browser session.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::Deserialize;
+
+use super::auth::{self, Visitor, COOKIE_NAME};
+use super::html::{self, ListView};
+use super::state::{may_review_now, State, Unavailable};
+use crate::audit::{Event, SessionFilter, SessionId};
+use crate::grants::review::{self, LinkRefusal, Reviewer, SESSION_LIFETIME};
+use crate::replay;
+
+/// Sessions per page of the list.
+pub const PAGE_SIZE: usize = 50;
+/// The largest request body (only sign-out's form has one).
+const MAX_BODY: usize = 4096;
+/// Longest filter value accepted (longer cannot name anything).
+const MAX_FILTER: usize = 256;
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/", get(|| async { redirect("/sessions") }))
+        .route("/style.css", get(style))
+        .route("/signin", get(sign_in))
+        .route("/signout", post(sign_out))
+        .route("/sessions", get(list_page))
+        .route("/sessions/{id}", get(session_page))
+        .route("/api/sessions", get(list_api))
+        .route("/api/sessions/{id}", get(session_api))
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "not found") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(harden))
+        .layer(Extension(state))
+}
+
+/// Headers on every answer: nothing is cached, framed, sniffed or sent
+/// on as a referrer (a sign-in link carries its token in the URL), and
+/// pages run no script at all.
+async fn harden(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let fixed = [
+        (CACHE_CONTROL, "no-store"),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (X_FRAME_OPTIONS, "DENY"),
+        (REFERRER_POLICY, "no-referrer"),
+        (
+            CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn plain(status: StatusCode, line: &str) -> Response {
+    let mut response = (status, format!("{line}\n")).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn html_page(body: String) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+fn json(body: Vec<u8>) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// 303 to a path of ours (never one a peer chose).
+fn redirect(to: &'static str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static(to));
+    response
+}
+
+fn unavailable(_: Unavailable) -> Response {
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the audit store is unavailable",
+    )
+}
+
+/// How a route answers a visitor who is not signed in.
+#[derive(Clone, Copy)]
+enum Kind {
+    Page,
+    Api,
+}
+
+/// The signed-in reviewer, or the answer for everyone else.
+async fn require(
+    state: &State,
+    headers: &HeaderMap,
+    kind: Kind,
+) -> Result<(Reviewer, String), Response> {
+    match auth::visitor(state, headers).await.map_err(unavailable)? {
+        Visitor::SignedIn { reviewer, cookie } => Ok((reviewer, cookie)),
+        Visitor::Anonymous => Err(match kind {
+            Kind::Api => plain(
+                StatusCode::UNAUTHORIZED,
+                "sign in first: ssh review@BASTION",
+            ),
+            Kind::Page => redirect("/signin"),
+        }),
+    }
+}
+
+async fn style() -> Response {
+    let mut response = (StatusCode::OK, html::STYLE).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/css"));
+    response
+}
+
+/// What redeeming a link came to.
+enum SignedIn {
+    Began(review::NewBrowserSession),
+    BadLink,
+    NotReviewer,
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: Option<String>,
+}
+
+/// `GET /signin?token=`: redeems a link for a browser session; without a
+/// token, the page that says how to get one.
+async fn sign_in(Extension(state): Extension<State>, Query(q): Query<SignIn>) -> Response {
+    let Some(token) = q.token else {
+        return html_page(html::sign_in_help());
+    };
+    if !auth::is_secret_text(&token) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "this sign-in link is unknown, used or expired",
+        );
+    }
+    let policy_dir = state.policy_dir();
+    let began = state
+        .write(move |txn| {
+            let now = txn.at_us();
+            let identity = match review::redeem_link(txn.conn(), &token, now)? {
+                Ok(identity) => identity,
+                Err(LinkRefusal::Invalid) => return Ok(SignedIn::BadLink),
+            };
+            // The link is spent either way; review may have been taken
+            // away since it was made.
+            if !may_review_now(&policy_dir, &identity) {
+                let event = Event::ReviewRefused {
+                    identity: Some(identity),
+                    reason: "no longer review = true at sign-in".into(),
+                };
+                txn.record(None, None, &event)?;
+                return Ok(SignedIn::NotReviewer);
+            }
+            let session = review::begin_browser_session(txn.conn(), &identity, now)?;
+            let event = Event::ReviewSignedIn { identity };
+            txn.record(None, None, &event)?;
+            Ok(SignedIn::Began(session))
+        })
+        .await;
+    match began {
+        Err(e) => unavailable(e),
+        // Not recorded: anyone may send a bad token, and the chain is not
+        // theirs to grow.
+        Ok(SignedIn::BadLink) => plain(
+            StatusCode::FORBIDDEN,
+            "this sign-in link is unknown, used or expired",
+        ),
+        Ok(SignedIn::NotReviewer) => plain(StatusCode::FORBIDDEN, "this identity may not review"),
+        Ok(SignedIn::Began(session)) => {
+            let mut response = redirect("/sessions");
+            let cookie = format!(
+                "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                session.cookie.reveal(),
+                SESSION_LIFETIME.as_secs()
+            );
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(SET_COOKIE, value);
+            }
+            response
+        }
+    }
+}
+
+/// The `csrf` field of a urlencoded form. Ours is hex, so a value that
+/// needs decoding is not ours: it is taken as is and will not match.
+fn csrf_field(body: &[u8]) -> String {
+    std::str::from_utf8(body)
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("csrf="))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// `POST /signout`: ends the browser session; same-origin with the
+/// session's CSRF value only.
+async fn sign_out(Extension(state): Extension<State>, headers: HeaderMap, body: Bytes) -> Response {
+    let (reviewer, cookie) = match require(&state, &headers, Kind::Api).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    if !auth::same_origin_post(&headers, &reviewer, &csrf_field(&body)) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "refused: not a same-origin request of this session",
+        );
+    }
+    let ended = state
+        .write(move |txn| Ok(review::end_browser_session(txn.conn(), &cookie)?))
+        .await;
+    match ended {
+        Err(e) => unavailable(e),
+        Ok(()) => {
+            let mut response = redirect("/signin");
+            let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+            if let Ok(value) = HeaderValue::from_str(&clear) {
+                response.headers_mut().insert(SET_COOKIE, value);
+            }
+            response
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    before: Option<i64>,
+    identity: Option<String>,
+    task: Option<String>,
+    target: Option<String>,
+}
+
+/// An empty or overlong filter value matches nothing special: absent.
+fn filter_value(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v.len() <= MAX_FILTER)
+}
+
+impl ListQuery {
+    fn filter(self) -> (SessionFilter, Option<i64>) {
+        let filter = SessionFilter {
+            identity: filter_value(self.identity),
+            task: filter_value(self.task),
+            target: filter_value(self.target),
+            since_us: None,
+        };
+        (filter, self.before)
+    }
+}
+
+async fn page_of(
+    state: &State,
+    filter: SessionFilter,
+    before: Option<i64>,
+) -> Result<Vec<crate::audit::SessionRecord>, Unavailable> {
+    state
+        .read(move |reader| reader.page_sessions(&filter, before, PAGE_SIZE))
+        .await
+}
+
+async fn list_page(
+    Extension(state): Extension<State>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let (reviewer, _) = match require(&state, &headers, Kind::Page).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    let (filter, before) = q.filter();
+    let sessions = match page_of(&state, filter.clone(), before).await {
+        Ok(sessions) => sessions,
+        Err(e) => return unavailable(e),
+    };
+    let older = match sessions.len() {
+        PAGE_SIZE => sessions.last().map(|s| s.id.0),
+        _ => None,
+    };
+    let view = ListView {
+        identity: filter.identity.as_deref(),
+        task: filter.task.as_deref(),
+        target: filter.target.as_deref(),
+    };
+    let who = (reviewer.identity.as_str(), reviewer.csrf.as_str());
+    html_page(html::session_list(who, &view, &sessions, older))
+}
+
+/// `/api/sessions`: a page of `sessions --json` objects, newest first.
+async fn list_api(
+    Extension(state): Extension<State>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(response) = require(&state, &headers, Kind::Api).await {
+        return response;
+    }
+    let (filter, before) = q.filter();
+    let sessions = match page_of(&state, filter, before).await {
+        Ok(sessions) => sessions,
+        Err(e) => return unavailable(e),
+    };
+    let mut body = Vec::new();
+    match replay::write_sessions_json(&sessions, &mut body) {
+        Ok(()) => json(body),
+        Err(_) => unavailable(Unavailable),
+    }
+}
+
+/// Output of one session read: the `show` text or JSON, and its viewers.
+enum Shown {
+    NoSuchSession,
+    Found {
+        body: Vec<u8>,
+        viewers: Vec<(String, i64)>,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Text,
+    Json,
+}
+
+/// Records the view, then reads the session: nothing is shown that is
+/// not on record as seen.
+async fn view(
+    state: &State,
+    reviewer: &Reviewer,
+    id: i64,
+    form: Shape,
+) -> Result<Shown, Unavailable> {
+    let exists = state
+        .read(move |reader| Ok(reader.session(SessionId(id))?.is_some()))
+        .await?;
+    if !exists {
+        return Ok(Shown::NoSuchSession);
+    }
+    state
+        .record(Event::ReviewViewed {
+            identity: reviewer.identity.clone(),
+            session_viewed: id,
+        })
+        .await?;
+    state
+        .read(move |reader| {
+            let Some(transcript) = reader.transcript(SessionId(id))? else {
+                return Ok(Shown::NoSuchSession);
+            };
+            let mut body = Vec::new();
+            let written = match form {
+                Shape::Text => replay::write_show(&transcript, &mut body),
+                Shape::Json => replay::write_show_json(&transcript, &mut body),
+            };
+            written.map_err(|e| crate::audit::StoreError::Unavailable(e.to_string()))?;
+            let viewers = reader.viewers(SessionId(id), 100)?;
+            Ok(Shown::Found { body, viewers })
+        })
+        .await
+}
+
+async fn session_page(
+    Extension(state): Extension<State>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let (reviewer, _) = match require(&state, &headers, Kind::Page).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    match view(&state, &reviewer, id, Shape::Text).await {
+        Err(e) => unavailable(e),
+        Ok(Shown::NoSuchSession) => plain(StatusCode::NOT_FOUND, "no such session"),
+        Ok(Shown::Found { body, viewers }) => {
+            let text = String::from_utf8_lossy(&body);
+            let who = (reviewer.identity.as_str(), reviewer.csrf.as_str());
+            html_page(html::session_page(who, id, &text, &viewers))
+        }
+    }
+}
+
+async fn session_api(
+    Extension(state): Extension<State>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let (reviewer, _) = match require(&state, &headers, Kind::Api).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    match view(&state, &reviewer, id, Shape::Json).await {
+        Err(e) => unavailable(e),
+        Ok(Shown::NoSuchSession) => plain(StatusCode::NOT_FOUND, "no such session"),
+        Ok(Shown::Found { body, .. }) => json(body),
+    }
+}

@@ -1,0 +1,113 @@
+//! The store as the viewer uses it: reads on a fresh read-only
+//! connection per request, writes (sign-in, views, sign-out) through one
+//! `DirectWriter`, all off the async threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::audit::{Abort, DirectWriter, Event, Reader, StoreError, Txn};
+use crate::policy::{Policy, Review};
+
+#[derive(Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: PathBuf,
+    policy_dir: PathBuf,
+    writer: Mutex<DirectWriter>,
+}
+
+/// The store failed; the peer gets a 500 and no detail.
+#[derive(Debug)]
+pub struct Unavailable;
+
+impl State {
+    pub fn open(store: &Path, policy_dir: &Path) -> anyhow::Result<State> {
+        let writer = DirectWriter::open(store)?;
+        Ok(State {
+            inner: Arc::new(Inner {
+                store: store.to_path_buf(),
+                policy_dir: policy_dir.to_path_buf(),
+                writer: Mutex::new(writer),
+            }),
+        })
+    }
+
+    /// Runs `read` on a read-only connection, off the async threads.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Reader) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, Unavailable> {
+        let store = self.inner.store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let reader = Reader::open(&store)?;
+            read(&reader)
+        })
+        .await;
+        match done {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "web: store read failed");
+                Err(Unavailable)
+            }
+            Err(_) => Err(Unavailable),
+        }
+    }
+
+    /// Runs `op` in one write transaction, off the async threads.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Txn<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, Unavailable> {
+        let inner = self.inner.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock().map_err(|_| Unavailable)?;
+            writer
+                .transact(|txn| op(txn).map_err(Abort::<()>::Failed))
+                .map_err(|e| {
+                    if let Abort::Failed(e) = e {
+                        tracing::warn!(error = %e, "web: store write failed");
+                    }
+                    Unavailable
+                })
+        })
+        .await;
+        done.unwrap_or(Err(Unavailable))
+    }
+
+    /// Whether `identity` may review now (see [`may_review_now`]).
+    pub async fn may_review(&self, identity: &str) -> bool {
+        let dir = self.inner.policy_dir.clone();
+        let identity = identity.to_owned();
+        tokio::task::spawn_blocking(move || may_review_now(&dir, &identity))
+            .await
+            .unwrap_or(false)
+    }
+
+    pub fn policy_dir(&self) -> PathBuf {
+        self.inner.policy_dir.clone()
+    }
+
+    /// Records one chained event outside any session.
+    pub async fn record(&self, event: Event) -> Result<(), Unavailable> {
+        self.write(move |txn| txn.record(None, None, &event)).await
+    }
+}
+
+/// Whether `identity` may review under the policy as it is on disk now.
+/// Read per request: taking `review = true` away shuts its browser
+/// sessions out at once, and a policy that does not load shuts out all.
+pub fn may_review_now(policy_dir: &Path, identity: &str) -> bool {
+    match Policy::load(policy_dir) {
+        Ok(policy) => policy
+            .identities
+            .get(identity)
+            .is_some_and(|i| i.review == Review::Allowed),
+        Err(_) => {
+            tracing::warn!("web: the policy does not load; refusing every reviewer");
+            false
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The reviewers' web viewer, end to end: a real `portcullis serve` and a
+//! real `portcullis web` on one store; a link from `ssh review@bastion`
+//! with an identity key; HTTP by hand over a TcpStream.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const REVIEWER: &str = "alice";
+
+struct Response {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// One HTTP/1.1 request; the server closes after each answer.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to web");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request += &format!("{name}: {value}\r\n");
+    }
+    request += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the answer");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    Response {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// Sends `request` as is; what came back before the connection ended
+/// (a reset ends it too).
+fn raw_exchange(port: u16, request: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to web");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(request.as_bytes());
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
+    let header = cookie.map(|c| format!("portcullis_session={c}"));
+    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Cookie", h.as_str())).collect();
+    http(port, "GET", path, &headers, "")
+}
+
+/// `ssh review@bastion`: the link's path (`/signin?token=...`).
+fn link(b: &Bastion, id: &IdentityKey, web_port: u16) -> String {
+    let out = ssh(b, "review", &id.key, None, "link");
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = out.stdout_text();
+    let prefix = format!("http://127.0.0.1:{web_port}");
+    assert_eq!(line.lines().count(), 1, "{line:?}");
+    let path = line
+        .trim()
+        .strip_prefix(&prefix)
+        .expect("a link to the viewer");
+    assert!(path.starts_with("/signin?token="), "{line:?}");
+    path.to_owned()
+}
+
+fn sign_in(port: u16, path: &str) -> String {
+    let answer = get(port, path, None);
+    assert_eq!(answer.status, 303, "{}", answer.head);
+    assert_eq!(answer.header("location").as_deref(), Some("/sessions"));
+    let cookie = answer.header("set-cookie").expect("a cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let value = cookie
+        .strip_prefix("portcullis_session=")
+        .and_then(|rest| rest.split(';').next())
+        .expect("the cookie's value");
+    value.to_owned()
+}
+
+fn events(b: &Bastion) -> Vec<Value> {
+    let out = b.cli_ok("events", &["--json"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an event line"))
+        .collect()
+}
+
+fn reviewer_setup() -> (Setup, u16, IdentityKey) {
+    let id = IdentityKey::generate();
+    let setup = Setup::standard()
+        .identity(REVIEWER, &[ROLE])
+        .identity_key(REVIEWER, &id.line)
+        .reviewer(REVIEWER);
+    let (setup, port) = web_setup(setup);
+    (setup, port, id)
+}
+
+#[test]
+fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
+    let (setup, port, id) = reviewer_setup();
+    let b = Bastion::start(setup);
+    let web = b.start_web(port);
+    let agent = b.granted_agent();
+    assert_output(&agent.run("echo hello"), 0, "hello\n");
+    assert_output(
+        &agent.run("echo '<script>alert(1)</script>'"),
+        0,
+        "<script>alert(1)</script>\n",
+    );
+    let sessions = sessions_json(&b);
+    let last = sessions[1]["id"].as_i64().unwrap();
+
+    // Nothing without the cookie.
+    for path in ["/sessions", &format!("/sessions/{last}")] {
+        let answer = get(web.port, path, None);
+        assert_eq!(answer.status, 303, "{path}");
+        assert_eq!(answer.header("location").as_deref(), Some("/signin"));
+        assert!(!answer.body.contains("hello"));
+    }
+    for path in ["/api/sessions", &format!("/api/sessions/{last}")] {
+        assert_eq!(get(web.port, path, None).status, 401, "{path}");
+    }
+    let forged = "0".repeat(64);
+    assert_eq!(get(web.port, "/api/sessions", Some(&forged)).status, 401);
+    assert_eq!(
+        http(web.port, "POST", "/signout", &[], "csrf=x").status,
+        401
+    );
+
+    let path = link(&b, &id, web.port);
+    let cookie = sign_in(web.port, &path);
+    // A link signs in once.
+    let again = get(web.port, &path, None);
+    assert_eq!(again.status, 403);
+    assert_eq!(again.body.lines().count(), 1, "{}", again.body);
+
+    let list = get(web.port, "/sessions", Some(&cookie));
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        list.body.contains(&format!("/sessions/{last}")),
+        "{}",
+        list.body
+    );
+    assert!(list.header("content-security-policy").is_some());
+
+    let page = get(web.port, &format!("/sessions/{last}"), Some(&cookie));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert!(page.body.contains("exec.allowed"), "{}", page.body);
+    let serial = sessions[1]["cert_serial"].to_string();
+    for field in [
+        "identity:    agent-7",
+        "task:        T-1",
+        "client:",
+        "ended:",
+    ] {
+        assert!(page.body.contains(field), "{field}: {}", page.body);
+    }
+    assert!(
+        page.body.contains(&format!("serial {serial}")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("viewed by alice"), "{}", page.body);
+    let first = sessions[0]["id"].as_i64().unwrap();
+    let page = get(web.port, &format!("/sessions/{first}"), Some(&cookie));
+    assert!(page.body.contains("echo hello"), "{}", page.body);
+    assert!(page.body.contains("hello\n"), "{}", page.body);
+
+    // The API's shapes are the CLI's (the list newest first).
+    let api: Value =
+        serde_json::from_str(&get(web.port, "/api/sessions", Some(&cookie)).body).unwrap();
+    let mut cli = sessions.as_array().unwrap().clone();
+    cli.reverse();
+    assert_eq!(api, Value::Array(cli));
+    let filtered = get(web.port, "/api/sessions?identity=nobody", Some(&cookie));
+    assert_eq!(
+        serde_json::from_str::<Value>(&filtered.body).unwrap(),
+        Value::Array(vec![])
+    );
+    let shown: Value =
+        serde_json::from_str(&get(web.port, &format!("/api/sessions/{last}"), Some(&cookie)).body)
+            .unwrap();
+    assert_eq!(shown, show_json(&b, last));
+
+    let all = events(&b);
+    let kinds: Vec<&str> = all.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in ["review.link_issued", "review.signed_in"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    let viewed: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "review.viewed")
+        .collect();
+    assert_eq!(viewed.len(), 3, "{viewed:?}");
+    assert!(viewed
+        .iter()
+        .all(|e| e["identity"] == REVIEWER && e["session"].is_null()));
+    assert!(viewed.iter().any(|e| e["session_viewed"] == last));
+    assert_eq!(json_of(&b, "verify", &["--json"])["ok"], true);
+
+    // Sign-out: only same-origin, only with the page's CSRF value.
+    let html = get(web.port, "/sessions", Some(&cookie)).body;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the CSRF field")
+        .to_owned();
+    let jar = format!("portcullis_session={cookie}");
+    let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+    let form = format!("csrf={csrf}");
+    let evil = [
+        ("Cookie", jar.as_str()),
+        ("Origin", "http://evil.example"),
+        form_type,
+    ];
+    assert_eq!(http(web.port, "POST", "/signout", &evil, &form).status, 403);
+    let no_csrf = [("Cookie", jar.as_str()), form_type];
+    assert_eq!(
+        http(web.port, "POST", "/signout", &no_csrf, "csrf=00").status,
+        403
+    );
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
+    let origin = format!("http://127.0.0.1:{}", web.port);
+    let ours = [
+        ("Cookie", jar.as_str()),
+        ("Origin", origin.as_str()),
+        form_type,
+    ];
+    assert_eq!(http(web.port, "POST", "/signout", &ours, &form).status, 303);
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 401);
+}
+
+#[test]
+fn only_reviewers_get_links_and_only_real_links_sign_in() {
+    let (setup, port, _reviewer) = reviewer_setup();
+    let agent_id = IdentityKey::generate();
+    let b = Bastion::start(setup.identity_key(AGENT, &agent_id.line));
+    let web = b.start_web(port);
+
+    let out = ssh(&b, "review", &agent_id.key, None, "link");
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.starts_with("portcullis: refused: "), "{out:?}");
+    let refused: Vec<Value> = events(&b)
+        .into_iter()
+        .filter(|e| e["kind"] == "review.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["identity"], AGENT);
+
+    // A key no identity holds is refused at authentication.
+    let stranger = b.new_key();
+    assert_eq!(ssh(&b, "review", &stranger, None, "link").code, 255);
+
+    for path in [
+        format!("/signin?token={}", "a".repeat(64)),
+        "/signin?token=%3Cscript%3E".to_owned(),
+    ] {
+        let answer = get(web.port, &path, None);
+        assert_eq!(answer.status, 403, "{path}");
+        assert!(answer.header("set-cookie").is_none());
+    }
+    assert_eq!(get(web.port, "/signin", None).status, 200);
+
+    // Peer input is bounded: a head over 16 KiB, a body over 4 KiB.
+    let huge = "x".repeat(20 * 1024);
+    let answer = raw_exchange(
+        web.port,
+        &format!("GET /signin HTTP/1.1\r\nHost: x\r\nX-Filler: {huge}\r\n\r\n"),
+    );
+    // 431, or the connection cut before the answer was read (the server
+    // closing with unread bytes resets it): never the page.
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    let body = format!("csrf={}", "0".repeat(5000));
+    let answer = raw_exchange(
+        web.port,
+        &format!(
+            "POST /signout HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn taking_review_away_shuts_the_reviewer_out() {
+    let (setup, port, id) = reviewer_setup();
+    let b = Bastion::start(setup.clone());
+    let web = b.start_web(port);
+    let cookie = sign_in(web.port, &link(&b, &id, web.port));
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
+    let pending = link(&b, &id, web.port);
+
+    let mut without = setup;
+    without.reviewers.clear();
+    b.rewrite_policy(&without);
+    // The browser session and the unspent link alike.
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 401);
+    assert_eq!(get(web.port, "/sessions", Some(&cookie)).status, 303);
+    let answer = get(web.port, &pending, None);
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.header("set-cookie").is_none());
+    let refused: Vec<Value> = events(&b)
+        .into_iter()
+        .filter(|e| e["kind"] == "review.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["identity"], REVIEWER);
+}
