@@ -348,3 +348,22 @@ fn taking_review_away_shuts_the_reviewer_out() {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["identity"], REVIEWER);
 }
+
+#[test]
+fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
+    let (setup, port, id) = reviewer_setup();
+    let b = Bastion::start(setup);
+    let web = b.start_web(port);
+    let cookie = sign_in(web.port, &link(&b, &id, web.port));
+    let pending = link(&b, &id, web.port);
+    b.cli_ok("revoke", &["--identity", REVIEWER]);
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 401);
+    assert_eq!(get(web.port, &pending, None).status, 403);
+    let out = ssh(&b, "review", &id.key, None, "link");
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains("suspended"), "{out:?}");
+    b.cli_ok("reinstate", &[REVIEWER]);
+    let cookie = sign_in(web.port, &link(&b, &id, web.port));
+    assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
+}

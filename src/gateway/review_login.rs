@@ -61,8 +61,26 @@ async fn answer(ctx: &ServerContext, who: &Requester, client: &ClientChannel) {
         .identities
         .get(&name)
         .map_or(Review::Denied, |identity| identity.review);
-    if allowed != Review::Allowed {
-        let reason = format!("identity {name:?} may not review (review = true in identities.toml)");
+    let suspended = {
+        let name = name.clone();
+        ctx.grants
+            .run(move |conn| Ok(crate::grants::db::is_suspended(conn, &name)?))
+            .await
+    };
+    let reason = match (allowed, suspended) {
+        (Review::Allowed, Ok(false)) => None,
+        (Review::Allowed, Ok(true)) => Some(format!(
+            "identity {name:?} is suspended; an operator lifts it with `portcullis reinstate {name}`"
+        )),
+        (Review::Allowed, Err(_)) => {
+            client.fail("the audit store is unavailable").await;
+            return;
+        }
+        (_, _) => Some(format!(
+            "identity {name:?} may not review (review = true in identities.toml)"
+        )),
+    };
+    if let Some(reason) = reason {
         let event = Event::ReviewRefused {
             identity: Some(name),
             reason: reason.clone(),

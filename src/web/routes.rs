@@ -174,10 +174,10 @@ async fn sign_in(Extension(state): Extension<State>, Query(q): Query<SignIn>) ->
             };
             // The link is spent either way; review may have been taken
             // away since it was made.
-            if !may_review_now(&policy_dir, &identity) {
+            if !may_review_now(&policy_dir, txn.conn(), &identity) {
                 let event = Event::ReviewRefused {
                     identity: Some(identity),
-                    reason: "no longer review = true at sign-in".into(),
+                    reason: "no longer review = true, or suspended, at sign-in".into(),
                 };
                 txn.record(None, None, &event)?;
                 return Ok(SignedIn::NotReviewer);

@@ -80,10 +80,17 @@ impl State {
     /// Whether `identity` may review now (see [`may_review_now`]).
     pub async fn may_review(&self, identity: &str) -> bool {
         let dir = self.inner.policy_dir.clone();
+        let store = self.inner.store.clone();
         let identity = identity.to_owned();
-        tokio::task::spawn_blocking(move || may_review_now(&dir, &identity))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+            match rusqlite::Connection::open_with_flags(&store, flags) {
+                Ok(conn) => may_review_now(&dir, &conn, &identity),
+                Err(_) => false,
+            }
+        })
+        .await
+        .unwrap_or(false)
     }
 
     pub fn policy_dir(&self) -> PathBuf {
@@ -96,10 +103,15 @@ impl State {
     }
 }
 
-/// Whether `identity` may review under the policy as it is on disk now.
-/// Read per request: taking `review = true` away shuts its browser
-/// sessions out at once, and a policy that does not load shuts out all.
-pub fn may_review_now(policy_dir: &Path, identity: &str) -> bool {
+/// Whether `identity` may review under the policy as it is on disk now,
+/// and is not suspended (`revoke --identity`). Read per request: taking
+/// `review = true` away or suspending the identity shuts its browser
+/// sessions out at once, and a policy that does not load, or a store that
+/// cannot say, shuts out all.
+pub fn may_review_now(policy_dir: &Path, conn: &rusqlite::Connection, identity: &str) -> bool {
+    if !matches!(crate::grants::db::is_suspended(conn, identity), Ok(false)) {
+        return false;
+    }
     match Policy::load(policy_dir) {
         Ok(policy) => policy
             .identities
