@@ -367,3 +367,103 @@ fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
     let cookie = sign_in(web.port, &link(&b, &id, web.port));
     assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
 }
+
+/// The CSRF value of the page at `path`.
+fn csrf_of(port: u16, path: &str, cookie: &str) -> String {
+    get(port, path, Some(cookie))
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the CSRF field")
+        .to_owned()
+}
+
+fn post_form(port: u16, path: &str, cookie: &str, origin: &str, form: &str) -> Response {
+    let jar = format!("portcullis_session={cookie}");
+    let headers = [
+        ("Cookie", jar.as_str()),
+        ("Origin", origin),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    http(port, "POST", path, &headers, form)
+}
+
+#[test]
+fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
+    let approver_key = IdentityKey::generate();
+    let reader_key = IdentityKey::generate();
+    let setup = Setup::standard()
+        .role(
+            ROLE,
+            Role::on(&[TARGET]).exec(&["echo *"]).ask(&["printf ..."]),
+        )
+        .identity(REVIEWER, &[ROLE])
+        .identity_key(REVIEWER, &approver_key.line)
+        .approver(REVIEWER)
+        .identity("bob", &[ROLE])
+        .identity_key("bob", &reader_key.line)
+        .reviewer("bob");
+    let (setup, port) = web_setup(setup);
+    let b = Bastion::start(setup);
+    let web = b.start_web(port);
+    let origin = format!("http://127.0.0.1:{}", web.port);
+    let agent = b.granted_agent();
+    std::thread::scope(|s| {
+        let waiting = run_in_background(s, &agent, "printf '<b>held</b>'");
+        let id = eventually("a held command", || {
+            let list = json_of(&b, "requests", &["--json"]);
+            list[0]["id"].as_i64().ok_or_else(|| list.to_string())
+        });
+        let action = format!("/requests/{id}/approve");
+
+        // A reviewer without approve = true reads, but cannot decide.
+        let reader = sign_in(web.port, &link(&b, &reader_key, web.port));
+        let page = get(web.port, "/requests", Some(&reader));
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body.contains("&lt;b&gt;held&lt;/b&gt;"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("<b>held</b>"), "{}", page.body);
+        assert!(!page.body.contains(&action), "{}", page.body);
+        let csrf = csrf_of(web.port, "/requests", &reader);
+        let refused = post_form(web.port, &action, &reader, &origin, &format!("csrf={csrf}"));
+        assert_eq!(refused.status, 403, "{}", refused.body);
+
+        let cookie = sign_in(web.port, &link(&b, &approver_key, web.port));
+        assert!(get(web.port, "/requests", Some(&cookie))
+            .body
+            .contains(&action));
+        let csrf = csrf_of(web.port, "/requests", &cookie);
+        // Cross-site, or without the session's CSRF value: refused.
+        let evil = post_form(
+            web.port,
+            &action,
+            &cookie,
+            "http://evil.example",
+            &format!("csrf={csrf}"),
+        );
+        assert_eq!(evil.status, 403);
+        assert_eq!(
+            post_form(web.port, &action, &cookie, &origin, "csrf=00").status,
+            403
+        );
+        assert_eq!(json_of(&b, "requests", &["--json"])[0]["status"], "pending");
+
+        let approved = post_form(web.port, &action, &cookie, &origin, &format!("csrf={csrf}"));
+        assert_eq!(approved.status, 303, "{}", approved.body);
+        let (out, _) = waiting.join().expect("the ssh thread");
+        assert_output(&out, 0, "<b>held</b>");
+        // Decided once: a second approval is refused.
+        let again = post_form(web.port, &action, &cookie, &origin, &format!("csrf={csrf}"));
+        assert_eq!(again.status, 409, "{}", again.body);
+    });
+    let approved: Vec<Value> = events(&b)
+        .into_iter()
+        .filter(|e| e["kind"] == "command.approved")
+        .collect();
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    assert_eq!(approved[0]["by"], format!("{REVIEWER} (web)"));
+}

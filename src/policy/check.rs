@@ -20,8 +20,8 @@ use crate::policy::pattern::{CommandPattern, PatternSet};
 use crate::policy::raw::{IdentitiesFile, Name, RawRole, RawTarget, RolesFile, TargetsFile};
 use crate::policy::syntax::{check_address, check_name, check_public_key};
 use crate::policy::{
-    Approval, ChannelGrants, Identity, Review, Role, Target, UpstreamAuth, RESERVED_LOGIN,
-    REVIEW_LOGIN,
+    Approval, Approver, ChannelGrants, Identity, Review, Role, Target, UpstreamAuth,
+    RESERVED_LOGIN, REVIEW_LOGIN,
 };
 
 pub(crate) fn check_targets(
@@ -279,16 +279,30 @@ pub(crate) fn check_identities(
                 roles.push(role.into_inner());
             }
         }
+        let name_span = name.span();
         let name = name.into_inner();
         let review = match raw_identity.review {
             true => Review::Allowed,
             false => Review::Denied,
+        };
+        let approve = match (raw_identity.approve, review) {
+            (false, _) => Approver::Denied,
+            (true, Review::Allowed) => Approver::Allowed,
+            (true, Review::Denied) => {
+                let message = format!(
+                    "identity {:?}: approve = true needs review = true (approvals are made in the web viewer)",
+                    name
+                );
+                problems.at(name_span, message);
+                Approver::Denied
+            }
         };
         let identity = Identity {
             name: name.clone(),
             keys,
             roles,
             review,
+            approve,
         };
         identities.insert(name, identity);
     }

@@ -130,6 +130,17 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// Whether the identity may sign in to the web viewer (`review@`).
     pub review: Review,
+    /// Whether, signed in, it may approve and deny requests there.
+    pub approve: Approver,
+}
+
+/// An identity's power over pending requests in the web viewer
+/// (`approve = true`, which needs `review = true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Approver {
+    Allowed,
+    #[default]
+    Denied,
 }
 
 /// An identity's access to the web viewer (`review = true`).

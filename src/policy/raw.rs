@@ -80,4 +80,7 @@ pub(crate) struct RawIdentity {
     /// May sign in to the web viewer (`review@`); TOML checks it is a bool.
     #[serde(default)]
     pub review: bool,
+    /// May also approve and deny requests in the web viewer (needs review).
+    #[serde(default)]
+    pub approve: bool,
 }

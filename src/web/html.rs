@@ -46,10 +46,10 @@ fn url_encode(text: &str) -> String {
 }
 
 /// A whole page; `body` is markup this module made.
-fn page(title: &str, signed_in: Option<(&str, &str)>, body: &str) -> String {
+pub(super) fn page(title: &str, signed_in: Option<(&str, &str)>, body: &str) -> String {
     let header = match signed_in {
         Some((identity, csrf)) => format!(
-            "<header><a href=\"/sessions\">sessions</a><span>signed in as {}</span>\
+            "<header><a href=\"/sessions\">sessions</a> <a href=\"/requests\">requests</a><span>signed in as {}</span>\
              <form class=\"inline\" method=\"post\" action=\"/signout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button type=\"submit\">sign out</button></form></header>",

@@ -38,6 +38,9 @@ pub fn router(state: State) -> Router {
         .route("/sessions/{id}", get(session_page))
         .route("/api/sessions", get(list_api))
         .route("/api/sessions/{id}", get(session_api))
+        .route("/requests", get(super::approvals::page))
+        .route("/requests/{id}/approve", post(super::approvals::approve))
+        .route("/requests/{id}/deny", post(super::approvals::deny))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "not found") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(harden))
@@ -65,7 +68,7 @@ async fn harden(mut response: Response) -> Response {
     response
 }
 
-fn plain(status: StatusCode, line: &str) -> Response {
+pub(super) fn plain(status: StatusCode, line: &str) -> Response {
     let mut response = (status, format!("{line}\n")).into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -74,7 +77,7 @@ fn plain(status: StatusCode, line: &str) -> Response {
     response
 }
 
-fn html_page(body: String) -> Response {
+pub(super) fn html_page(body: String) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -92,7 +95,7 @@ fn json(body: Vec<u8>) -> Response {
 }
 
 /// 303 to a path of ours (never one a peer chose).
-fn redirect(to: &'static str) -> Response {
+pub(super) fn redirect(to: &'static str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     response
         .headers_mut()
@@ -100,7 +103,7 @@ fn redirect(to: &'static str) -> Response {
     response
 }
 
-fn unavailable(_: Unavailable) -> Response {
+pub(super) fn unavailable(_: Unavailable) -> Response {
     plain(
         StatusCode::INTERNAL_SERVER_ERROR,
         "the audit store is unavailable",
@@ -109,13 +112,13 @@ fn unavailable(_: Unavailable) -> Response {
 
 /// How a route answers a visitor who is not signed in.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Page,
     Api,
 }
 
 /// The signed-in reviewer, or the answer for everyone else.
-async fn require(
+pub(super) async fn require(
     state: &State,
     headers: &HeaderMap,
     kind: Kind,
@@ -214,7 +217,7 @@ async fn sign_in(Extension(state): Extension<State>, Query(q): Query<SignIn>) ->
 
 /// The `csrf` field of a urlencoded form. Ours is hex, so a value that
 /// needs decoding is not ours: it is taken as is and will not match.
-fn csrf_field(body: &[u8]) -> String {
+pub(super) fn csrf_field(body: &[u8]) -> String {
     std::str::from_utf8(body)
         .unwrap_or("")
         .split('&')

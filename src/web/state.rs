@@ -17,6 +17,8 @@ struct Inner {
     store: PathBuf,
     policy_dir: PathBuf,
     writer: Mutex<DirectWriter>,
+    /// `[limits] request_expiry`: approvals refuse what is past it.
+    request_expiry: std::time::Duration,
 }
 
 /// The store failed; the peer gets a 500 and no detail.
@@ -24,15 +26,96 @@ struct Inner {
 pub struct Unavailable;
 
 impl State {
-    pub fn open(store: &Path, policy_dir: &Path) -> anyhow::Result<State> {
+    pub fn open(
+        store: &Path,
+        policy_dir: &Path,
+        request_expiry: std::time::Duration,
+    ) -> anyhow::Result<State> {
         let writer = DirectWriter::open(store)?;
         Ok(State {
             inner: Arc::new(Inner {
                 store: store.to_path_buf(),
                 policy_dir: policy_dir.to_path_buf(),
                 writer: Mutex::new(writer),
+                request_expiry,
             }),
         })
+    }
+
+    /// Approves or denies request `id` (a grant request or a held
+    /// command) through the same path as `portcullis approve`/`deny`:
+    /// `Ok(Err(reason))` when it is not decidable (unknown, decided,
+    /// expired), in one line.
+    pub async fn decide(
+        &self,
+        id: i64,
+        approve: bool,
+        by: String,
+        reason: Option<String>,
+    ) -> Result<Result<(), String>, Unavailable> {
+        let inner = self.inner.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock().map_err(|_| Unavailable)?;
+            let expiry = inner.request_expiry;
+            let decided = writer.transact(|txn| {
+                crate::grants::db::decide(txn, id, approve, &by, reason.as_deref(), expiry)
+            });
+            match decided {
+                Ok(()) => Ok(Ok(())),
+                Err(Abort::Refused(e)) => Ok(Err(e.to_string())),
+                Err(Abort::Failed(e)) => {
+                    tracing::warn!(error = %e, "web: store write failed");
+                    Err(Unavailable)
+                }
+            }
+        })
+        .await;
+        done.unwrap_or(Err(Unavailable))
+    }
+
+    /// Whether `identity` may approve now: a reviewer now, with
+    /// `approve = true` in the policy on disk.
+    pub async fn may_approve(&self, identity: &str) -> bool {
+        if !self.may_review(identity).await {
+            return false;
+        }
+        let dir = self.inner.policy_dir.clone();
+        let identity = identity.to_owned();
+        tokio::task::spawn_blocking(move || {
+            Policy::load(&dir).is_ok_and(|policy| {
+                policy
+                    .identities
+                    .get(&identity)
+                    .is_some_and(|i| i.approve == crate::policy::Approver::Allowed)
+            })
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Pending grant requests and held commands, oldest first.
+    pub async fn pending(
+        &self,
+    ) -> Result<
+        (
+            Vec<crate::grants::RequestRecord>,
+            Vec<crate::grants::db::HoldRecord>,
+        ),
+        Unavailable,
+    > {
+        let store = self.inner.store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+            let conn = rusqlite::Connection::open_with_flags(&store, flags).ok()?;
+            let requests = crate::grants::db::requests(&conn, true).ok()?;
+            let holds = crate::grants::db::holds(&conn, true).ok()?;
+            Some((requests, holds))
+        })
+        .await;
+        match done {
+            Ok(Some(pending)) => Ok(pending),
+            _ => Err(Unavailable),
+        }
     }
 
     /// Runs `read` on a read-only connection, off the async threads.

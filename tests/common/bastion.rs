@@ -417,6 +417,9 @@ pub fn write_policy(dir: &Path, setup: &Setup, targets: &[Target]) {
         if setup.reviewers.contains(name) {
             i += "review = true\n";
         }
+        if setup.approvers.contains(name) {
+            i += "approve = true\n";
+        }
         i += "\n";
     }
     fs::write(dir.join("targets.toml"), t).expect("write targets.toml");

@@ -92,6 +92,8 @@ pub struct Setup {
     pub identity_keys: Vec<(String, String)>,
     /// Identities with `review = true` (the web viewer's sign-in).
     pub reviewers: Vec<String>,
+    /// Reviewers that also have `approve = true`.
+    pub approvers: Vec<String>,
     pub trusted_ca_files: Vec<PathBuf>,
     /// `[limits]` settings: key and TOML value (`"2s"` quoted, numbers bare).
     pub limits: Vec<(String, String)>,
@@ -188,6 +190,12 @@ impl Setup {
     pub fn identity_key(mut self, name: &str, key: &str) -> Self {
         self.identity_keys.push((name.to_string(), key.to_string()));
         self
+    }
+
+    /// Gives identity `name` `review = true` and `approve = true`.
+    pub fn approver(mut self, name: &str) -> Self {
+        self.approvers.push(name.to_string());
+        self.reviewer(name)
     }
 
     /// Gives identity `name` `review = true` (it may sign in to the web viewer).

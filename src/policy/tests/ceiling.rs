@@ -68,6 +68,7 @@ fn policy() -> Policy {
             "web-deploy".to_owned(),
         ],
         review: Default::default(),
+        approve: Default::default(),
     };
     Policy {
         targets: ["web1", "db1"].map(|n| (n.to_owned(), target(n))).into(),

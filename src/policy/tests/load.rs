@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::policy::{Approval, Policy, PolicyErrors, Review, UpstreamAuth};
+use crate::policy::{Approval, Approver, Policy, PolicyErrors, Review, UpstreamAuth};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIARskWH999Pn4VK4zPlYhgTg88pR3OQC6py9dqnJFXBn agent-7";
@@ -354,5 +354,26 @@ fn no_target_may_be_named_review() {
     assert_problems(
         &errors,
         &[("targets.toml", Some(1), "reserved for the web viewer")],
+    );
+}
+
+#[test]
+fn approve_needs_review() {
+    let identities = "[identities.alice]\nroles = [\"ops\"]\nreview = true\napprove = true\n\n[identities.bob]\nroles = [\"ops\"]\nreview = true\n";
+    let dir = policy_dir(Some(TARGETS), Some(ROLES), Some(identities));
+    let policy = Policy::load(dir.path()).unwrap();
+    assert_eq!(policy.identities["alice"].approve, Approver::Allowed);
+    assert_eq!(policy.identities["bob"].approve, Approver::Denied);
+
+    let bad = "[identities.carol]\nroles = [\"ops\"]\napprove = true\n";
+    let dir = policy_dir(Some(TARGETS), Some(ROLES), Some(bad));
+    let errors = load_errors(dir.path());
+    assert_problems(
+        &errors,
+        &[(
+            "identities.toml",
+            Some(1),
+            "approve = true needs review = true",
+        )],
     );
 }
