@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use russh::server::{Handle, Msg};
-use russh::{Channel, ChannelId, ChannelMsg};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf};
 
 use super::grant_login::{self, Requester};
 use super::prepared::Prepared;
@@ -153,29 +153,46 @@ pub async fn serve_grant_channel(
     let (mut reader, writer) = channel.split();
     let client = ClientChannel::new(id, writer, handle);
     let mut early = EarlyInput::default();
+    match first_request(&mut reader, &mut early, &client).await {
+        Some(ChannelMsg::Exec { command, .. }) => {
+            let stdin = grant_login::Stdin { reader, early };
+            grant_login::serve(&ctx, &requester, client, stdin, command).await;
+        }
+        Some(_) => {
+            client
+                .refuse("the grant login only runs: request, status ID, whoami")
+                .await;
+        }
+        None => {}
+    }
+}
+
+/// Reads a reserved login's channel up to its first request (exec, shell
+/// or subsystem), keeping what came before it in `early`; `None` when the
+/// channel closed first, or sent too much before it (the client is told).
+pub(super) async fn first_request(
+    reader: &mut ChannelReadHalf,
+    early: &mut EarlyInput,
+    client: &ClientChannel,
+) -> Option<ChannelMsg> {
     while let Some(msg) = reader.wait().await {
         let msg = match early.absorb(msg) {
             BeforeRequest::Other(msg) => msg,
             BeforeRequest::Kept => continue,
-            BeforeRequest::Closed => return,
+            BeforeRequest::Closed => return None,
             BeforeRequest::Overflow => {
                 client.refuse("too much input before the request").await;
-                return;
+                return None;
             }
         };
-        match msg {
-            ChannelMsg::Exec { command, .. } => {
-                let stdin = grant_login::Stdin { reader, early };
-                grant_login::serve(&ctx, &requester, client, stdin, command).await;
-                return;
-            }
-            ChannelMsg::RequestShell { .. } | ChannelMsg::RequestSubsystem { .. } => {
-                client
-                    .refuse("the grant login only runs: request, status ID, whoami")
-                    .await;
-                return;
-            }
-            _ => {}
+        if matches!(
+            msg,
+            ChannelMsg::Exec { .. }
+                | ChannelMsg::RequestShell { .. }
+                | ChannelMsg::RequestSubsystem { .. }
+        ) {
+            return Some(msg);
         }
     }
+    None
 }

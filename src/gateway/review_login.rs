@@ -10,14 +10,15 @@
 use std::sync::Arc;
 
 use russh::server::{Handle, Msg};
-use russh::{Channel, ChannelMsg};
+use russh::Channel;
 
+use super::channel::first_request;
 use super::grant_login::Requester;
 use super::ServerContext;
 use crate::audit::{Abort, Event, StoreError};
 use crate::grants::review;
 use crate::policy::Review;
-use crate::proxy::{BeforeRequest, ClientChannel, EarlyInput};
+use crate::proxy::{ClientChannel, EarlyInput};
 
 /// A session channel of the `review` login: any request (a shell, a
 /// command, a subsystem) gets the same answer.
@@ -31,25 +32,11 @@ pub async fn serve_review_channel(
     let (mut reader, writer) = channel.split();
     let client = ClientChannel::new(id, writer, handle);
     let mut early = EarlyInput::default();
-    while let Some(msg) = reader.wait().await {
-        let msg = match early.absorb(msg) {
-            BeforeRequest::Other(msg) => msg,
-            BeforeRequest::Kept => continue,
-            BeforeRequest::Closed => return,
-            BeforeRequest::Overflow => {
-                client.refuse("too much input before the request").await;
-                return;
-            }
-        };
-        match msg {
-            ChannelMsg::Exec { .. }
-            | ChannelMsg::RequestShell { .. }
-            | ChannelMsg::RequestSubsystem { .. } => {
-                answer(&ctx, &requester, &client).await;
-                return;
-            }
-            _ => {}
-        }
+    if first_request(&mut reader, &mut early, &client)
+        .await
+        .is_some()
+    {
+        answer(&ctx, &requester, &client).await;
     }
 }
 
