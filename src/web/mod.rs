@@ -14,8 +14,10 @@
 mod approvals;
 mod auth;
 mod html;
+mod list;
 mod routes;
 mod server;
+mod session;
 mod state;
 #[cfg(test)]
 mod tests;

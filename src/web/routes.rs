@@ -3,7 +3,7 @@
 //! page (HTML) without a live browser session.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query};
+use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -15,18 +15,13 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 
 use super::auth::{self, Visitor, COOKIE_NAME};
-use super::html::{self, ListView};
+use super::html;
 use super::state::{may_review_now, State, Unavailable};
-use crate::audit::{Event, SessionFilter, SessionId};
+use crate::audit::Event;
 use crate::grants::review::{self, LinkRefusal, Reviewer, SESSION_LIFETIME};
-use crate::replay;
 
-/// Sessions per page of the list.
-pub const PAGE_SIZE: usize = 50;
 /// The largest request body (only sign-out's form has one).
 const MAX_BODY: usize = 4096;
-/// Longest filter value accepted (longer cannot name anything).
-const MAX_FILTER: usize = 256;
 
 pub fn router(state: State) -> Router {
     Router::new()
@@ -34,10 +29,10 @@ pub fn router(state: State) -> Router {
         .route("/style.css", get(style))
         .route("/signin", get(sign_in))
         .route("/signout", post(sign_out))
-        .route("/sessions", get(list_page))
-        .route("/sessions/{id}", get(session_page))
-        .route("/api/sessions", get(list_api))
-        .route("/api/sessions/{id}", get(session_api))
+        .route("/sessions", get(super::list::list_page))
+        .route("/sessions/{id}", get(super::session::session_page))
+        .route("/api/sessions", get(super::list::list_api))
+        .route("/api/sessions/{id}", get(super::session::session_api))
         .route("/requests", get(super::approvals::page))
         .route("/requests/{id}/approve", post(super::approvals::approve))
         .route("/requests/{id}/deny", post(super::approvals::deny))
@@ -86,7 +81,7 @@ pub(super) fn html_page(body: String) -> Response {
     response
 }
 
-fn json(body: Vec<u8>) -> Response {
+pub(super) fn json(body: Vec<u8>) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     response
         .headers_mut()
@@ -252,176 +247,5 @@ async fn sign_out(Extension(state): Extension<State>, headers: HeaderMap, body: 
             }
             response
         }
-    }
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    before: Option<i64>,
-    identity: Option<String>,
-    task: Option<String>,
-    target: Option<String>,
-}
-
-/// An empty or overlong filter value matches nothing special: absent.
-fn filter_value(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty() && v.len() <= MAX_FILTER)
-}
-
-impl ListQuery {
-    fn filter(self) -> (SessionFilter, Option<i64>) {
-        let filter = SessionFilter {
-            identity: filter_value(self.identity),
-            task: filter_value(self.task),
-            target: filter_value(self.target),
-            since_us: None,
-        };
-        (filter, self.before)
-    }
-}
-
-async fn page_of(
-    state: &State,
-    filter: SessionFilter,
-    before: Option<i64>,
-) -> Result<Vec<crate::audit::SessionRecord>, Unavailable> {
-    state
-        .read(move |reader| reader.page_sessions(&filter, before, PAGE_SIZE))
-        .await
-}
-
-async fn list_page(
-    Extension(state): Extension<State>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    let (reviewer, _) = match require(&state, &headers, Kind::Page).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    let (filter, before) = q.filter();
-    let sessions = match page_of(&state, filter.clone(), before).await {
-        Ok(sessions) => sessions,
-        Err(e) => return unavailable(e),
-    };
-    let older = match sessions.len() {
-        PAGE_SIZE => sessions.last().map(|s| s.id.0),
-        _ => None,
-    };
-    let view = ListView {
-        identity: filter.identity.as_deref(),
-        task: filter.task.as_deref(),
-        target: filter.target.as_deref(),
-    };
-    let who = (reviewer.identity.as_str(), reviewer.csrf.as_str());
-    html_page(html::session_list(who, &view, &sessions, older))
-}
-
-/// `/api/sessions`: a page of `sessions --json` objects, newest first.
-async fn list_api(
-    Extension(state): Extension<State>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    if let Err(response) = require(&state, &headers, Kind::Api).await {
-        return response;
-    }
-    let (filter, before) = q.filter();
-    let sessions = match page_of(&state, filter, before).await {
-        Ok(sessions) => sessions,
-        Err(e) => return unavailable(e),
-    };
-    let mut body = Vec::new();
-    match replay::write_sessions_json(&sessions, &mut body) {
-        Ok(()) => json(body),
-        Err(_) => unavailable(Unavailable),
-    }
-}
-
-/// Output of one session read: the `show` text or JSON, and its viewers.
-enum Shown {
-    NoSuchSession,
-    Found {
-        body: Vec<u8>,
-        viewers: Vec<(String, i64)>,
-    },
-}
-
-#[derive(Clone, Copy)]
-enum Shape {
-    Text,
-    Json,
-}
-
-/// Records the view, then reads the session: nothing is shown that is
-/// not on record as seen.
-async fn view(
-    state: &State,
-    reviewer: &Reviewer,
-    id: i64,
-    form: Shape,
-) -> Result<Shown, Unavailable> {
-    let exists = state
-        .read(move |reader| Ok(reader.session(SessionId(id))?.is_some()))
-        .await?;
-    if !exists {
-        return Ok(Shown::NoSuchSession);
-    }
-    state
-        .record(Event::ReviewViewed {
-            identity: reviewer.identity.clone(),
-            session_viewed: id,
-        })
-        .await?;
-    state
-        .read(move |reader| {
-            let Some(transcript) = reader.transcript(SessionId(id))? else {
-                return Ok(Shown::NoSuchSession);
-            };
-            let mut body = Vec::new();
-            let written = match form {
-                Shape::Text => replay::write_show(&transcript, &mut body),
-                Shape::Json => replay::write_show_json(&transcript, &mut body),
-            };
-            written.map_err(|e| crate::audit::StoreError::Unavailable(e.to_string()))?;
-            let viewers = reader.viewers(SessionId(id), 100)?;
-            Ok(Shown::Found { body, viewers })
-        })
-        .await
-}
-
-async fn session_page(
-    Extension(state): Extension<State>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let (reviewer, _) = match require(&state, &headers, Kind::Page).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    match view(&state, &reviewer, id, Shape::Text).await {
-        Err(e) => unavailable(e),
-        Ok(Shown::NoSuchSession) => plain(StatusCode::NOT_FOUND, "no such session"),
-        Ok(Shown::Found { body, viewers }) => {
-            let text = String::from_utf8_lossy(&body);
-            let who = (reviewer.identity.as_str(), reviewer.csrf.as_str());
-            html_page(html::session_page(who, id, &text, &viewers))
-        }
-    }
-}
-
-async fn session_api(
-    Extension(state): Extension<State>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let (reviewer, _) = match require(&state, &headers, Kind::Api).await {
-        Ok(signed_in) => signed_in,
-        Err(response) => return response,
-    };
-    match view(&state, &reviewer, id, Shape::Json).await {
-        Err(e) => unavailable(e),
-        Ok(Shown::NoSuchSession) => plain(StatusCode::NOT_FOUND, "no such session"),
-        Ok(Shown::Found { body, .. }) => json(body),
     }
 }
