@@ -236,6 +236,16 @@ fn observed_commands_list_what_was_typed() {
         section.contains("echo observed-$((0+1))") && section.contains("echo typo-$((4+4))"),
         "{text}"
     );
+    // The asciicast marks each observed line, where a player can jump.
+    let cast = b.cli_ok("export", &[&id, "--format", "asciicast"]);
+    let markers: Vec<Value> = String::from_utf8_lossy(&cast.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|frame| frame[1] == "m")
+        .collect();
+    let labels: Vec<&str> = markers.iter().filter_map(|m| m[2].as_str()).collect();
+    assert_eq!(labels, lines, "{markers:?}");
 }
 
 #[test]

@@ -75,21 +75,6 @@ fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
     http(port, "GET", path, &headers, "")
 }
 
-/// `ssh review@bastion`: the link's path (`/signin?token=...`).
-fn link(b: &Bastion, id: &IdentityKey, web_port: u16) -> String {
-    let out = ssh(b, "review", &id.key, None, "link");
-    assert_eq!(out.code, 0, "{out:?}");
-    let line = out.stdout_text();
-    let prefix = format!("http://127.0.0.1:{web_port}");
-    assert_eq!(line.lines().count(), 1, "{line:?}");
-    let path = line
-        .trim()
-        .strip_prefix(&prefix)
-        .expect("a link to the viewer");
-    assert!(path.starts_with("/signin?token="), "{line:?}");
-    path.to_owned()
-}
-
 fn sign_in(port: u16, path: &str) -> String {
     let answer = get(port, path, None);
     assert_eq!(answer.status, 303, "{}", answer.head);
@@ -155,7 +140,7 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
         401
     );
 
-    let path = link(&b, &id, web.port);
+    let path = review_link(&b, &id, web.port);
     let cookie = sign_in(web.port, &path);
     // A link signs in once.
     let again = get(web.port, &path, None);
@@ -178,7 +163,7 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
         "{}",
         page.body
     );
-    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
     assert!(page.body.contains("exec.allowed"), "{}", page.body);
     let serial = sessions[1]["cert_serial"].to_string();
     for field in [
@@ -328,9 +313,9 @@ fn taking_review_away_shuts_the_reviewer_out() {
     let (setup, port, id) = reviewer_setup();
     let b = Bastion::start(setup.clone());
     let web = b.start_web(port);
-    let cookie = sign_in(web.port, &link(&b, &id, web.port));
+    let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
     assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
-    let pending = link(&b, &id, web.port);
+    let pending = review_link(&b, &id, web.port);
 
     let mut without = setup;
     without.reviewers.clear();
@@ -354,8 +339,8 @@ fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
     let (setup, port, id) = reviewer_setup();
     let b = Bastion::start(setup);
     let web = b.start_web(port);
-    let cookie = sign_in(web.port, &link(&b, &id, web.port));
-    let pending = link(&b, &id, web.port);
+    let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
+    let pending = review_link(&b, &id, web.port);
     b.cli_ok("revoke", &["--identity", REVIEWER]);
     assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 401);
     assert_eq!(get(web.port, &pending, None).status, 403);
@@ -364,7 +349,7 @@ fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
     assert!(out.stdout.is_empty());
     assert!(out.stderr.contains("suspended"), "{out:?}");
     b.cli_ok("reinstate", &[REVIEWER]);
-    let cookie = sign_in(web.port, &link(&b, &id, web.port));
+    let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
     assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
 }
 
@@ -418,7 +403,7 @@ fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
         let action = format!("/requests/{id}/approve");
 
         // A reviewer without approve = true reads, but cannot decide.
-        let reader = sign_in(web.port, &link(&b, &reader_key, web.port));
+        let reader = sign_in(web.port, &review_link(&b, &reader_key, web.port));
         let page = get(web.port, "/requests", Some(&reader));
         assert_eq!(page.status, 200);
         assert!(
@@ -432,7 +417,7 @@ fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
         let refused = post_form(web.port, &action, &reader, &origin, &format!("csrf={csrf}"));
         assert_eq!(refused.status, 403, "{}", refused.body);
 
-        let cookie = sign_in(web.port, &link(&b, &approver_key, web.port));
+        let cookie = sign_in(web.port, &review_link(&b, &approver_key, web.port));
         assert!(get(web.port, "/requests", Some(&cookie))
             .body
             .contains(&action));
@@ -466,4 +451,139 @@ fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
         .collect();
     assert_eq!(approved.len(), 1, "{approved:?}");
     assert_eq!(approved[0]["by"], format!("{REVIEWER} (web)"));
+}
+
+#[test]
+fn downloads_verify_and_live_need_a_session_and_are_recorded() {
+    let (setup, port, id) = reviewer_setup();
+    let b = Bastion::start(setup);
+    let web = b.start_web(port);
+    assert_output(&b.granted_agent().run("echo hello"), 0, "hello\n");
+    let session = *session_ids(&b).last().expect("a session");
+    let routes = [
+        format!("/sessions/{session}/asciicast"),
+        format!("/sessions/{session}/transcript.json"),
+        format!("/api/sessions/{session}/verify"),
+        format!("/sessions/{session}/live?after=0"),
+    ];
+    for path in &routes {
+        let answer = get(web.port, path, None);
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(!answer.body.contains("hello"), "{path}");
+    }
+    // Only the embedded assets, by exact name.
+    let script = get(web.port, "/assets/session.js", None);
+    assert_eq!(script.status, 200);
+    assert!(script
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    for path in [
+        "/assets/nope.js",
+        "/assets/..%2f..%2fCargo.toml",
+        "/assets/",
+    ] {
+        assert_eq!(get(web.port, path, None).status, 404, "{path}");
+    }
+    let csp = script.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+
+    let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
+    let cast = get(web.port, &routes[0], Some(&cookie));
+    assert_eq!(cast.status, 200);
+    assert_eq!(
+        cast.header("content-disposition").as_deref(),
+        Some(format!("attachment; filename=\"session-{session}.cast\"").as_str())
+    );
+    let header: Value = serde_json::from_str(cast.body.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let exported = b.cli_ok("export", &[&session.to_string(), "--format", "json"]);
+    let transcript = get(web.port, &routes[1], Some(&cookie));
+    assert_eq!(transcript.body.as_bytes(), exported.stdout.as_slice());
+    let verified: Value =
+        serde_json::from_str(&get(web.port, &routes[2], Some(&cookie)).body).unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // An ended session's live view sends its rows, then `end`, and closes.
+    let live = get(web.port, &routes[3], Some(&cookie));
+    assert_eq!(live.status, 200);
+    assert!(live
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert!(live.body.contains("event: row"), "{}", live.body);
+    assert!(live.body.contains("stdout| hello"), "{}", live.body);
+    assert!(live.body.contains("event: end"), "{}", live.body);
+    let after_all = get(
+        web.port,
+        &format!("{}&x=1", routes[3].replace("after=0", "after=999999")),
+        Some(&cookie),
+    );
+    assert!(
+        !after_all.body.contains("stdout| hello"),
+        "{}",
+        after_all.body
+    );
+
+    let forms: Vec<String> = events(&b)
+        .iter()
+        .filter(|e| e["kind"] == "review.viewed" && e["session_viewed"] == session)
+        .filter_map(|e| e["form"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        forms,
+        ["asciicast", "transcript", "live", "live"],
+        "{forms:?}"
+    );
+}
+
+#[test]
+fn a_live_view_ends_when_its_reviewer_signs_out() {
+    let (setup, port, id) = reviewer_setup();
+    let setup = setup.role(
+        ROLE,
+        Role::on(&[TARGET]).exec(&["echo *"]).ask(&["printf ..."]),
+    );
+    let b = Bastion::start(setup);
+    let web = b.start_web(port);
+    let agent = b.granted_agent();
+    let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
+    std::thread::scope(|s| {
+        let waiting = run_in_background(s, &agent, "printf held");
+        let request = eventually("a held command", || {
+            let list = json_of(&b, "requests", &["--json"]);
+            list[0]["id"].as_i64().ok_or_else(|| list.to_string())
+        });
+        let session = *session_ids(&b).last().expect("the waiting session");
+        let path = format!("/sessions/{session}/live?after=0");
+        let stream = std::thread::spawn({
+            let cookie = cookie.clone();
+            move || {
+                let started = std::time::Instant::now();
+                let answer = get(port, &path, Some(&cookie));
+                (answer, started.elapsed())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let csrf = csrf_of(web.port, "/sessions", &cookie);
+        let origin = format!("http://127.0.0.1:{}", web.port);
+        let out = post_form(
+            web.port,
+            "/signout",
+            &cookie,
+            &origin,
+            &format!("csrf={csrf}"),
+        );
+        assert_eq!(out.status, 303);
+        let (answer, took) = stream.join().expect("the stream thread");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert!(answer.body.contains("command.held"), "{}", answer.body);
+        assert!(!answer.body.contains("event: end"), "{}", answer.body);
+        b.cli_ok("deny", &[&request.to_string()]);
+        let _ = waiting.join();
+    });
 }

@@ -6,6 +6,8 @@
 //! [`Event::encode`] produced gives back the same event. Stream bytes are not
 //! events: they are `data` rows written by `Store::chunk`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
@@ -29,6 +31,16 @@ pub enum Event {
         role: Option<String>,
         principals: Vec<String>,
         login: String,
+        /// The cert's validity (unix seconds) and its critical options and
+        /// extensions as carried (absent in events recorded before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_after: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_before: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        critical_options: Option<BTreeMap<String, String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extensions: Option<BTreeMap<String, String>>,
     },
     #[serde(rename = "auth.refused")]
     AuthRefused {
@@ -300,13 +312,45 @@ pub enum Event {
         identity: Option<String>,
         reason: String,
     },
-    /// A reviewer read a session (its page or its JSON). Recorded outside
-    /// the session (which may have ended): `session_viewed` names it.
+    /// A reviewer read a session (its page, its JSON, a download, the
+    /// live view). Recorded outside the session (which may have ended):
+    /// `session_viewed` names it.
     #[serde(rename = "review.viewed")]
     ReviewViewed {
         identity: String,
         session_viewed: i64,
+        /// How it was read; absent in events recorded before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        form: Option<ViewForm>,
     },
+}
+
+/// How a reviewer read a session in the web viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewForm {
+    /// The session's page.
+    Page,
+    /// `/api/sessions/ID`: the `show --json` object.
+    Api,
+    /// The asciicast download (also what the page's player plays).
+    Asciicast,
+    /// The JSON transcript download (`export --format json`).
+    Transcript,
+    /// The live view of an open session.
+    Live,
+}
+
+impl ViewForm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewForm::Page => "page",
+            ViewForm::Api => "api",
+            ViewForm::Asciicast => "asciicast",
+            ViewForm::Transcript => "transcript",
+            ViewForm::Live => "live",
+        }
+    }
 }
 
 /// The fields of a session, fixed when it begins.

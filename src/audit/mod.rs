@@ -42,7 +42,7 @@ mod tests;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use event::{Event, NewSession, Stream};
+pub use event::{Event, NewSession, Stream, ViewForm};
 pub use query::{Entry, EventRecord, Reader, SessionFilter, SessionRecord, Transcript};
 pub use recover::INTERRUPTED;
 pub use schema::probe_writable;

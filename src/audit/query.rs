@@ -204,10 +204,16 @@ impl Reader {
     }
 
     /// Who read session `id` in the web viewer (`review.viewed`), newest
-    /// first, at most `limit`: (identity, unix micros).
-    pub fn viewers(&self, id: SessionId, limit: usize) -> Result<Vec<(String, i64)>, StoreError> {
+    /// first, at most `limit`: (identity, unix micros, how: `page`,
+    /// `asciicast`, ...; empty for views recorded before it was kept).
+    pub fn viewers(
+        &self,
+        id: SessionId,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT json_extract(detail, '$.identity'), at_us FROM events
+            "SELECT json_extract(detail, '$.identity'), at_us, json_extract(detail, '$.form')
+             FROM events
              WHERE kind = 'review.viewed' AND session_id IS NULL
                AND json_extract(detail, '$.session_viewed') = ?1
              ORDER BY seq DESC LIMIT ?2",
@@ -217,6 +223,7 @@ impl Reader {
             Ok((
                 row.get::<_, Option<String>>(0)?.unwrap_or_default(),
                 row.get(1)?,
+                row.get::<_, Option<String>>(2)?.unwrap_or_default(),
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -290,6 +297,24 @@ impl Reader {
         let rows = stmt.query_map([id.0], |row| self.event_from_row(row))?;
         let events = rows.collect::<rusqlite::Result<_>>()?;
         Ok(Some(Transcript { session, events }))
+    }
+
+    /// Session `id`'s rows after `after` (a seq), oldest first, at most
+    /// `limit`: what the live view sends next.
+    pub fn session_rows_after(
+        &self,
+        id: SessionId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            self.event_columns
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![id.0, after, limit], |row| self.event_from_row(row))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Walks the whole chain; with `session`, reports only that session's

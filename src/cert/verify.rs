@@ -11,6 +11,7 @@
 //! let forged = portcullis::cert::VerifiedCert { key_id: "agent-7".into(), ..todo!() };
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -64,6 +65,10 @@ pub struct VerifiedCert {
     valid_after: u64,
     valid_before: u64,
     scope: CertScope,
+    /// The critical options and extensions as the cert carries them, for
+    /// the record (`auth.accepted`); decisions use `scope`.
+    critical_options: BTreeMap<String, String>,
+    extensions: BTreeMap<String, String>,
 }
 
 impl VerifiedCert {
@@ -89,6 +94,12 @@ impl VerifiedCert {
     }
     pub fn principals(&self) -> &[String] {
         &self.principals
+    }
+    pub fn critical_options(&self) -> &BTreeMap<String, String> {
+        &self.critical_options
+    }
+    pub fn extensions(&self) -> &BTreeMap<String, String> {
+        &self.extensions
     }
     pub fn valid_after(&self) -> u64 {
         self.valid_after
@@ -180,7 +191,13 @@ pub fn verify_user_cert(
         valid_after: cert.valid_after(),
         valid_before: cert.valid_before(),
         scope,
+        critical_options: options_of(cert.critical_options()),
+        extensions: options_of(cert.extensions()),
     })
+}
+
+fn options_of(map: &russh::keys::ssh_key::certificate::OptionsMap) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Real certificates for unit tests and fuzz targets: signed by a fresh

@@ -76,6 +76,7 @@ pub fn write_asciicast(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
                 let (cols, rows) = playable(cols, rows);
                 ("r", format!("{cols}x{rows}"))
             }
+            FrameKind::Marker(line) => ("m", marker_label(line)),
         };
         if !text.is_empty() {
             write_line(out, &(last, code, text))?;
@@ -96,6 +97,21 @@ fn playable(cols: u32, rows: u32) -> (u32, u32) {
     match (cols, rows) {
         (0, _) | (_, 0) => DEFAULT_SIZE,
         size => size,
+    }
+}
+
+/// A marker's label: the observed line with control characters dropped
+/// (a player shows it as a tooltip) and cut to a readable length.
+fn marker_label(line: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    let label: String = line
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CHARS)
+        .collect();
+    match label.is_empty() {
+        true => "(empty line)".to_owned(),
+        false => label,
     }
 }
 

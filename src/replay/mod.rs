@@ -27,4 +27,4 @@ pub use events::{events, EventsArgs};
 pub use export::{export, write_export, ExportArgs, ExportFormat};
 pub use json::{write_refused_json, write_sessions_json, write_show_json, write_verify_json};
 pub use player::{replay, schedule, ReplayArgs, Step};
-pub use show::{sanitize, write_refused, write_sessions, write_show, write_verify};
+pub use show::{sanitize, write_refused, write_row, write_sessions, write_show, write_verify};

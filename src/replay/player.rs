@@ -68,7 +68,7 @@ pub fn schedule<'t>(recording: &Recording<'t>, speed: f64, max_idle: f64) -> Vec
     let mut recorded_us = 0f64;
     let mut steps = Vec::new();
     for frame in &recording.frames {
-        if matches!(frame.kind, FrameKind::Input(_)) {
+        if matches!(frame.kind, FrameKind::Input(_) | FrameKind::Marker(_)) {
             continue;
         }
         let gap = frame.offset_us.saturating_sub(previous).max(0) as f64;
@@ -148,7 +148,7 @@ fn play_on_terminal(
         match step.kind {
             FrameKind::Output(data) => console.write(data).map_err(ReplayError::Terminal)?,
             FrameKind::Resize { cols, rows } => console.note_resize(cols, rows),
-            FrameKind::Input(_) => {}
+            FrameKind::Input(_) | FrameKind::Marker(_) => {}
         }
         (position, position_at) = (step.recorded_us, step.at);
         console.status(&progress(&title, position, total_us, args.speed));

@@ -18,6 +18,9 @@ pub enum FrameKind<'t> {
     Input(&'t [u8]),
     /// The terminal changed size.
     Resize { cols: u32, rows: u32 },
+    /// A command line was observed on the screen (`command.observed`): a
+    /// place to jump to, not something the terminal showed.
+    Marker(&'t str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +79,7 @@ impl<'t> Recording<'t> {
                     cols: *cols,
                     rows: *rows,
                 },
+                Entry::Event(Event::CommandObserved { line }) => FrameKind::Marker(line),
                 _ => continue,
             };
             last = e.at_us.saturating_sub(start_us).max(last);

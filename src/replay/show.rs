@@ -138,6 +138,7 @@ pub fn write_show(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
         s.cert_serial,
         sanitize(&s.ca_fingerprint)
     )?;
+    write_cert_terms(t, out)?;
     writeln!(out, "  started:     {}", rfc3339_us(s.started_at_us))?;
     match (s.ended_at_us, &s.end_reason) {
         (Some(end), reason) => writeln!(
@@ -154,25 +155,74 @@ pub fn write_show(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "  recorded:    {}", recorded_bytes(t))?;
     writeln!(out)?;
     for e in &t.events {
-        if matches!(e.entry, Entry::Event(Event::SessionStart(_))) {
-            continue;
-        }
-        let mut prefix = offset_label(e.at_us.saturating_sub(s.started_at_us));
-        if let Some(ch) = e.channel {
-            prefix.push_str(&format!(" [ch {ch}]"));
-        }
-        match &e.entry {
-            Entry::Event(event) => writeln!(out, "{prefix} {}", event_line(event))?,
-            Entry::Data { stream, data } => write_data(&prefix, *stream, data, out)?,
-            Entry::Unparsed { kind, detail } => writeln!(
-                out,
-                "{prefix} {} {} (unreadable)",
-                sanitize(kind),
-                sanitize(detail)
-            )?,
-        }
+        write_row(s.started_at_us, e, out)?;
     }
     write_observed(t, out)
+}
+
+/// One row of the timeline as `show` prints it, offset from `started_us`
+/// (the session's start); nothing for the `session.start` row, which the
+/// header already shows.
+pub fn write_row(started_us: i64, e: &EventRecord, out: &mut dyn Write) -> io::Result<()> {
+    if matches!(e.entry, Entry::Event(Event::SessionStart(_))) {
+        return Ok(());
+    }
+    let mut prefix = offset_label(e.at_us.saturating_sub(started_us));
+    if let Some(ch) = e.channel {
+        prefix.push_str(&format!(" [ch {ch}]"));
+    }
+    match &e.entry {
+        Entry::Event(event) => writeln!(out, "{prefix} {}", event_line(event)),
+        Entry::Data { stream, data } => write_data(&prefix, *stream, data, out),
+        Entry::Unparsed { kind, detail } => writeln!(
+            out,
+            "{prefix} {} {} (unreadable)",
+            sanitize(kind),
+            sanitize(detail)
+        ),
+    }
+}
+
+/// The cert's validity and its options as `auth.accepted` recorded them
+/// (sessions recorded before they were kept show neither).
+fn write_cert_terms(t: &Transcript, out: &mut dyn Write) -> io::Result<()> {
+    let Some((after, before, critical, extensions)) =
+        t.events.iter().find_map(|e| match &e.entry {
+            Entry::Event(Event::AuthAccepted {
+                valid_after: Some(after),
+                valid_before: Some(before),
+                critical_options,
+                extensions,
+                ..
+            }) => Some((*after, *before, critical_options, extensions)),
+            _ => None,
+        })
+    else {
+        return Ok(());
+    };
+    // OpenSSH's "forever" is u64::MAX; any time past i64 microseconds is too.
+    let at = |secs: u64| match i64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000))
+    {
+        Some(us) => rfc3339_seconds(us),
+        None => "forever".to_owned(),
+    };
+    writeln!(out, "  valid:       {} to {}", at(after), at(before))?;
+    for (label, options) in [("critical:", critical), ("extensions:", extensions)] {
+        let Some(options) = options.as_ref().filter(|o| !o.is_empty()) else {
+            continue;
+        };
+        let listed: Vec<String> = options
+            .iter()
+            .map(|(name, value)| match value.is_empty() {
+                true => sanitize(name),
+                false => format!("{}={}", sanitize(name), sanitize(value)),
+            })
+            .collect();
+        writeln!(out, "  {label:<12} {}", listed.join(", "))?;
+    }
+    Ok(())
 }
 
 /// How many stream bytes the store holds, per channel and stream

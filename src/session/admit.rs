@@ -70,6 +70,10 @@ pub async fn open(
         role: scope.role().map(str::to_owned),
         principals: cert.principals().to_vec(),
         login: arrival.login,
+        valid_after: Some(cert.valid_after()),
+        valid_before: Some(cert.valid_before()),
+        critical_options: Some(cert.critical_options().clone()),
+        extensions: Some(cert.extensions().clone()),
     };
     let opened = store
         .transact(move |txn| {

@@ -12,9 +12,11 @@
 //! TLS reverse proxy (the cookie is never `Secure` yet).
 
 mod approvals;
+mod assets;
 mod auth;
 mod html;
 mod list;
+mod live;
 mod routes;
 mod server;
 mod session;

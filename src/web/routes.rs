@@ -26,13 +26,21 @@ const MAX_BODY: usize = 4096;
 pub fn router(state: State) -> Router {
     Router::new()
         .route("/", get(|| async { redirect("/sessions") }))
-        .route("/style.css", get(style))
+        .route("/style.css", get(super::assets::style))
+        .route("/assets/{name}", get(super::assets::asset))
         .route("/signin", get(sign_in))
         .route("/signout", post(sign_out))
         .route("/sessions", get(super::list::list_page))
         .route("/sessions/{id}", get(super::session::session_page))
         .route("/api/sessions", get(super::list::list_api))
         .route("/api/sessions/{id}", get(super::session::session_api))
+        .route("/api/sessions/{id}/verify", get(super::session::verify))
+        .route("/sessions/{id}/asciicast", get(super::session::asciicast))
+        .route(
+            "/sessions/{id}/transcript.json",
+            get(super::session::transcript),
+        )
+        .route("/sessions/{id}/live", get(super::live::live))
         .route("/requests", get(super::approvals::page))
         .route("/requests/{id}/approve", post(super::approvals::approve))
         .route("/requests/{id}/deny", post(super::approvals::deny))
@@ -42,19 +50,26 @@ pub fn router(state: State) -> Router {
         .layer(Extension(state))
 }
 
-/// Headers on every answer: nothing is cached, framed, sniffed or sent
-/// on as a referrer (a sign-in link carries its token in the URL), and
-/// pages run no script at all.
+/// Headers on every answer: nothing is cached, framed or sniffed, no
+/// other site is sent a referrer (a sign-in link carries its token in
+/// the URL; `same-origin`, not `no-referrer`, because under
+/// `no-referrer` browsers send `Origin: null` on our own form posts,
+/// which the same-origin check then rightly refuses), and
+/// pages run only our own embedded scripts (no inline script, no other
+/// origin; the player's terminal emulator is WebAssembly, hence
+/// `wasm-unsafe-eval`) and talk only to this origin.
 async fn harden(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let fixed = [
         (CACHE_CONTROL, "no-store"),
         (X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (X_FRAME_OPTIONS, "DENY"),
-        (REFERRER_POLICY, "no-referrer"),
+        (REFERRER_POLICY, "same-origin"),
         (
             CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+             img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     ];
     for (name, value) in fixed {
@@ -128,14 +143,6 @@ pub(super) async fn require(
             Kind::Page => redirect("/signin"),
         }),
     }
-}
-
-async fn style() -> Response {
-    let mut response = (StatusCode::OK, html::STYLE).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/css"));
-    response
 }
 
 /// What redeeming a link came to.

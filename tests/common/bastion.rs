@@ -500,3 +500,19 @@ impl Bastion {
         }
     }
 }
+
+/// `ssh review@bastion` with a reviewer's identity key: the sign-in
+/// link's path (`/signin?token=...`) on the viewer at `web_port`.
+pub fn review_link(b: &Bastion, id: &IdentityKey, web_port: u16) -> String {
+    let out = ssh(b, "review", &id.key, None, "link");
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = out.stdout_text();
+    let prefix = format!("http://127.0.0.1:{web_port}");
+    assert_eq!(line.lines().count(), 1, "{line:?}");
+    let path = line
+        .trim()
+        .strip_prefix(&prefix)
+        .expect("a link to the viewer");
+    assert!(path.starts_with("/signin?token="), "{line:?}");
+    path.to_owned()
+}

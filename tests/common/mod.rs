@@ -188,6 +188,7 @@ impl StartFailure {
 }
 
 mod bastion;
+mod browser;
 mod client;
 mod grants;
 mod keys;
@@ -200,6 +201,8 @@ mod terminal;
 mod tunnel;
 
 pub use bastion::*;
+#[allow(unused_imports)]
+pub use browser::*;
 pub use client::*;
 #[allow(unused_imports)]
 pub use grants::*;

@@ -13,6 +13,10 @@ pub(crate) fn every_kind() -> Vec<Event> {
             role: Some("ops".into()),
             principals: vec!["web1".into(), "db1".into()],
             login: "web1".into(),
+            valid_after: Some(1),
+            valid_before: Some(u64::MAX),
+            critical_options: Some([("exec@portcullis".into(), "echo *".into())].into()),
+            extensions: Some([("permit-pty".into(), String::new())].into()),
         },
         Event::AuthRefused {
             login: "web1".into(),
@@ -161,6 +165,7 @@ pub(crate) fn every_kind() -> Vec<Event> {
         Event::ReviewViewed {
             identity: "alice".into(),
             session_viewed: 3,
+            form: Some(crate::audit::ViewForm::Asciicast),
         },
         Event::ExitStatus { status: 126 },
         Event::ExitSignal {

@@ -59,6 +59,7 @@ async fn viewers_are_read_from_review_viewed_events() {
         let event = Event::ReviewViewed {
             identity: identity.into(),
             session_viewed: session.0,
+            form: None,
         };
         store.record(None, None, event).await.unwrap();
     }
@@ -66,7 +67,7 @@ async fn viewers_are_read_from_review_viewed_events() {
         .viewers(viewed, 10)
         .unwrap()
         .into_iter()
-        .map(|(identity, _)| identity)
+        .map(|(identity, _, _)| identity)
         .collect();
     assert_eq!(names, vec!["carol".to_owned(), "alice".to_owned()]);
 }
