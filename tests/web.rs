@@ -120,7 +120,17 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
         0,
         "<script>alert(1)</script>\n",
     );
-    let sessions = sessions_json(&b);
+    // The client returns before the bastion commits the session's end.
+    let sessions = eventually("both sessions ended", || {
+        let sessions = sessions_json(&b);
+        match sessions
+            .as_array()
+            .is_some_and(|all| all.iter().all(|s| !s["ended_at"].is_null()))
+        {
+            true => Ok(sessions),
+            false => Err(sessions.to_string()),
+        }
+    });
     let last = sessions[1]["id"].as_i64().unwrap();
 
     // Nothing without the cookie.
@@ -252,7 +262,7 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
 
 #[test]
 fn only_reviewers_get_links_and_only_real_links_sign_in() {
-    let (setup, port, _reviewer) = reviewer_setup();
+    let (setup, port, reviewer) = reviewer_setup();
     let agent_id = IdentityKey::generate();
     let b = Bastion::start(setup.identity_key(AGENT, &agent_id.line));
     let web = b.start_web(port);
@@ -281,6 +291,19 @@ fn only_reviewers_get_links_and_only_real_links_sign_in() {
         assert!(answer.header("set-cookie").is_none());
     }
     assert_eq!(get(web.port, "/signin", None).status, 200);
+
+    // A real link past its minute is refused like an unknown one (aged in
+    // the store rather than waited for).
+    let reviewer_link = review_link(&b, &reviewer, web.port);
+    let db = rusqlite::Connection::open(b.dir().join("portcullis.db")).unwrap();
+    db.execute(
+        "UPDATE review_links SET expires_at_us = created_at_us - 1 WHERE used = 0",
+        [],
+    )
+    .unwrap();
+    let expired = get(web.port, &reviewer_link, None);
+    assert_eq!(expired.status, 403, "{}", expired.body);
+    assert!(expired.header("set-cookie").is_none());
 
     // Peer input is bounded: a head over 16 KiB, a body over 4 KiB.
     let huge = "x".repeat(20 * 1024);

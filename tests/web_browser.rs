@@ -14,6 +14,9 @@ const REVIEWER: &str = "alice";
 
 fn signed_in_browser(b: &Bastion, id: &IdentityKey, port: u16) -> Browser {
     let browser = Browser::start(b.dir());
+    browser.goto(&format!("http://127.0.0.1:{port}/sessions"));
+    browser.wait_for_text("body", "ssh review@");
+    browser.screenshot("signin");
     let link = review_link(b, id, port);
     browser.goto(&format!("http://127.0.0.1:{port}{link}"));
     assert!(
