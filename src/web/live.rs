@@ -31,8 +31,10 @@ use crate::replay;
 const POLL: Duration = Duration::from_millis(250);
 /// Every this many polls the browser session and the policy are re-read.
 const POLLS_PER_RECHECK: u32 = 4;
-/// Rows sent per poll at most (a burst drains over several polls).
-const ROWS_PER_POLL: usize = 200;
+/// Rows read per poll at most (a burst drains over several polls); with
+/// 64 KiB stream pieces, shown escaped, this bounds a stream's buffer to
+/// a few MiB.
+const ROWS_PER_POLL: usize = 32;
 
 #[derive(Deserialize)]
 pub struct LiveQuery {
@@ -68,6 +70,7 @@ pub async fn live(
         started_us,
         after,
         polls: 0,
+        behind: false,
         pending: Vec::new(),
         ended: false,
     };
@@ -86,6 +89,8 @@ struct Follow {
     /// The last seq sent.
     after: i64,
     polls: u32,
+    /// The last read was a full batch.
+    behind: bool,
     /// Read but not yet sent, oldest last (popped).
     pending: Vec<SseEvent>,
     ended: bool,
@@ -100,7 +105,8 @@ fn rows(follow: Follow) -> impl Stream<Item = Result<SseEvent, Infallible>> {
             if f.ended {
                 return None;
             }
-            if f.polls > 0 {
+            // A full batch means more is waiting: read on without a pause.
+            if f.polls > 0 && !f.behind {
                 tokio::time::sleep(POLL).await;
             }
             f.polls = f.polls.wrapping_add(1);
@@ -124,6 +130,7 @@ fn rows(follow: Follow) -> impl Stream<Item = Result<SseEvent, Infallible>> {
             let Ok((records, ended)) = read else {
                 return None;
             };
+            f.behind = records.len() == ROWS_PER_POLL;
             f.queue(&records);
             if ended {
                 f.ended = true;

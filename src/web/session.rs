@@ -15,7 +15,7 @@ use axum::Extension;
 use super::html::{escape, page};
 use super::routes::{html_page, json, plain, require, unavailable, Kind};
 use super::state::{State, Unavailable};
-use crate::audit::{Entry, Event, SessionId, StoreError, Transcript, ViewForm};
+use crate::audit::{Entry, Event, SessionId, Transcript, ViewForm};
 use crate::clock::rfc3339_us;
 use crate::grants::review::Reviewer;
 use crate::replay::{self, recording::Recording, ExportFormat};
@@ -80,7 +80,7 @@ fn rendered(
 ) -> Result<Vec<u8>, Unavailable> {
     let mut body = Vec::new();
     write(&mut body).map_err(|e| {
-        tracing::warn!(error = %StoreError::Unavailable(e.to_string()), "web: rendering failed");
+        tracing::warn!(error = %e, "web: rendering a session failed");
         Unavailable
     })?;
     Ok(body)
