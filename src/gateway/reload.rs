@@ -148,8 +148,14 @@ fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     );
     note("notify", running.notify != file.notify);
     note("metrics", running.metrics_listen != file.metrics_listen);
-    // Review links name the viewer's address as `serve` started.
-    note("web", running.web_listen != file.web_listen);
+    // Review links name the viewer's address and scheme as `serve`
+    // started, and a viewer `serve` runs keeps its listener and key.
+    note(
+        "web",
+        running.web_listen != file.web_listen
+            || running.web_tls != file.web_tls
+            || running.web_serve != file.web_serve,
+    );
     note("syslog", running.syslog != file.syslog);
     note(
         "trusted_proxies",
