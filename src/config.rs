@@ -14,10 +14,12 @@ use crate::cidr::Cidr;
 mod limits;
 mod notify;
 mod syslog;
+mod web;
 use limits::LimitsFile;
 pub use limits::{Limits, Rate};
 pub use notify::{NotifySecret, NotifyTarget, DEFAULT_NOTIFY_TIMEOUT};
 pub use syslog::{SyslogTarget, SyslogTransport};
+pub use web::{WebTls, DEFAULT_WEB_LISTEN};
 
 /// How long live sessions may go on after SIGTERM, when the config does
 /// not say: long enough for a command in flight, short for a restart.
@@ -64,7 +66,7 @@ struct ConfigFile {
     #[serde(default)]
     metrics: MetricsFile,
     #[serde(default)]
-    web: WebFile,
+    web: web::WebFile,
     #[serde(default)]
     syslog: syslog::SyslogFile,
     #[serde(default)]
@@ -77,17 +79,6 @@ struct ConfigFile {
 struct MetricsFile {
     listen: Option<String>,
 }
-
-/// `[web]`: where `portcullis web` listens.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebFile {
-    listen: Option<String>,
-}
-
-/// Where `portcullis web` listens when neither the flag nor `[web]` says:
-/// loopback only (plain HTTP; put a TLS reverse proxy in front for more).
-pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:2280";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,9 +124,13 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Where Prometheus scrapes `/metrics`; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
-    /// Where `portcullis web` listens (`[web] listen`, else
+    /// Where the web viewer listens (`[web] listen`, else
     /// [`DEFAULT_WEB_LISTEN`]); `serve` prints review links to it.
     pub web_listen: SocketAddr,
+    /// `[web] tls_cert`/`tls_key`: the viewer speaks HTTPS; `None`: plain HTTP.
+    pub web_tls: Option<WebTls>,
+    /// `[web] serve = true`: `serve` runs the viewer too, in its process.
+    pub web_serve: bool,
     /// Where `serve` forwards each chained event; `None`: nowhere.
     pub syslog: Option<SyslogTarget>,
     /// Where `serve` POSTs pending requests and held commands; `None`: nowhere.
@@ -211,11 +206,13 @@ impl Config {
                 message: format!("[metrics] listen = {text:?}: not host:port"),
             })?),
         };
-        let web_text = parsed.web.listen.as_deref().unwrap_or(DEFAULT_WEB_LISTEN);
-        let web_listen = web_text.parse().map_err(|_| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message: format!("[web] listen = {web_text:?}: not host:port"),
-        })?;
+        let web = parsed
+            .web
+            .resolve(&base)
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         let syslog = parsed
             .syslog
             .resolve()
@@ -238,7 +235,9 @@ impl Config {
             shutdown_drain,
             trusted_proxies,
             metrics_listen,
-            web_listen,
+            web_listen: web.listen,
+            web_tls: web.tls,
+            web_serve: web.serve,
             listen,
             host_keys: parsed.host_keys.iter().map(|p| base.join(p)).collect(),
             policy_dir: base.join(&parsed.policy),
@@ -331,9 +330,13 @@ trusted = []
 # listen = "127.0.0.1:9191"
 
 [web]
-# Where `portcullis web` (the reviewers' viewer) listens: plain HTTP, so
-# keep it on loopback or behind a TLS reverse proxy.
+# Where the reviewers' viewer (`portcullis web`) listens. Plain HTTP unless
+# tls_cert and tls_key are set: without them keep it on loopback or behind
+# a TLS reverse proxy.
 # listen = "127.0.0.1:2280"
+# tls_cert = "web/cert.pem"         # PEM certificate chain, server's first
+# tls_key = "web/key.pem"           # PEM private key; mode 0600
+# serve = false                     # true: `portcullis serve` runs the viewer too
 
 [syslog]
 # Forward each chained event from `serve` as an RFC 5424 message (the

@@ -47,7 +47,7 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// Run the reviewers' web viewer of recorded sessions (plain HTTP: loopback or behind a TLS proxy)
+    /// Run the reviewers' web viewer of recorded sessions (HTTPS with `[web] tls_cert`/`tls_key`, else plain HTTP for loopback or behind a TLS proxy)
     Web {
         /// Listen here instead of the config's `[web] listen` [default: 127.0.0.1:2280]
         #[arg(long)]
@@ -214,8 +214,29 @@ fn run_server(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<Exi
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(gateway::serve(config, listen))?;
+    runtime.block_on(async {
+        if config.web_serve {
+            start_viewer(config).await?;
+        }
+        gateway::serve(config, listen).await
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[web] serve = true`: the viewer beside the bastion, on its runtime.
+/// Bound before the bastion listens, so a taken port or a bad key fails
+/// the start; it stops with the process.
+async fn start_viewer(config: &Config) -> anyhow::Result<()> {
+    let viewer = portcullis::web::Viewer::bind(config, config.web_listen)
+        .await
+        .context("[web] serve = true: starting the web viewer")?;
+    eprintln!("portcullis: web viewer on {}", viewer.url());
+    tokio::spawn(async move {
+        if let Err(e) = viewer.run().await {
+            tracing::error!(error = %e, "web viewer stopped");
+        }
+    });
+    Ok(())
 }
 
 /// `portcullis web [--listen ADDR]`

@@ -148,12 +148,43 @@ fn restart_needed(running: &Config, file: &Config) -> Vec<String> {
     );
     note("notify", running.notify != file.notify);
     note("metrics", running.metrics_listen != file.metrics_listen);
-    // Review links name the viewer's address as `serve` started.
-    note("web", running.web_listen != file.web_listen);
+    // Review links name the viewer's address and scheme as `serve`
+    // started, and a viewer `serve` runs keeps its listener and key.
+    note(
+        "web",
+        running.web_listen != file.web_listen
+            || running.web_tls != file.web_tls
+            || running.web_serve != file.web_serve,
+    );
     note("syslog", running.syslog != file.syslog);
     note(
         "trusted_proxies",
         running.trusted_proxies != file.trusted_proxies,
     );
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_web_change_needs_a_restart() {
+        let path = std::path::Path::new("/etc/portcullis/portcullis.toml");
+        let text = crate::config::default_config_text("127.0.0.1:2222");
+        let with = |lines: &str| {
+            let changed = text.replacen("[web]\n", &format!("[web]\n{lines}\n"), 1);
+            Config::parse(path, &changed).map_err(|e| e.to_string())
+        };
+        let running = with("").unwrap_or_else(|e| panic!("{e}"));
+        for lines in [
+            "listen = \"127.0.0.1:2281\"",
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+            "serve = true",
+        ] {
+            let file = with(lines).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(restart_needed(&running, &file), ["web"], "{lines}");
+        }
+        assert!(restart_needed(&running, &running).is_empty());
+    }
 }

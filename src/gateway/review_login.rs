@@ -95,8 +95,12 @@ async fn answer(ctx: &ServerContext, who: &Requester, client: &ClientChannel) {
         .await;
     match issued {
         Ok(secret) => {
+            let scheme = match ctx.config.web_tls {
+                Some(_) => "https",
+                None => "http",
+            };
             let line = format!(
-                "http://{}/signin?token={}\n",
+                "{scheme}://{}/signin?token={}\n",
                 ctx.config.web_listen,
                 secret.reveal()
             );

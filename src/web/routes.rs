@@ -23,7 +23,24 @@ use crate::grants::review::{self, LinkRefusal, Reviewer, SESSION_LIFETIME};
 /// The largest request body (only sign-out's form has one).
 const MAX_BODY: usize = 4096;
 
-pub fn router(state: State) -> Router {
+/// How the browser reaches the viewer: over TLS the session cookie is
+/// `Secure`, so a browser never sends it in the clear.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn cookie_attributes(self) -> &'static str {
+        match self {
+            Scheme::Http => "HttpOnly; SameSite=Strict; Path=/",
+            Scheme::Https => "HttpOnly; Secure; SameSite=Strict; Path=/",
+        }
+    }
+}
+
+pub fn router(state: State, scheme: Scheme) -> Router {
     Router::new()
         .route("/", get(|| async { redirect("/sessions") }))
         .route("/style.css", get(super::assets::style))
@@ -48,6 +65,7 @@ pub fn router(state: State) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(harden))
         .layer(Extension(state))
+        .layer(Extension(scheme))
 }
 
 /// Headers on every answer: nothing is cached, framed or sniffed, no
@@ -159,7 +177,11 @@ struct SignIn {
 
 /// `GET /signin?token=`: redeems a link for a browser session; without a
 /// token, the page that says how to get one.
-async fn sign_in(Extension(state): Extension<State>, Query(q): Query<SignIn>) -> Response {
+async fn sign_in(
+    Extension(state): Extension<State>,
+    Extension(scheme): Extension<Scheme>,
+    Query(q): Query<SignIn>,
+) -> Response {
     let Some(token) = q.token else {
         return html_page(html::sign_in_help());
     };
@@ -205,8 +227,9 @@ async fn sign_in(Extension(state): Extension<State>, Query(q): Query<SignIn>) ->
         Ok(SignedIn::Began(session)) => {
             let mut response = redirect("/sessions");
             let cookie = format!(
-                "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                "{COOKIE_NAME}={}; {}; Max-Age={}",
                 session.cookie.reveal(),
+                scheme.cookie_attributes(),
                 SESSION_LIFETIME.as_secs()
             );
             if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -230,7 +253,12 @@ pub(super) fn csrf_field(body: &[u8]) -> String {
 
 /// `POST /signout`: ends the browser session; same-origin with the
 /// session's CSRF value only.
-async fn sign_out(Extension(state): Extension<State>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_out(
+    Extension(state): Extension<State>,
+    Extension(scheme): Extension<Scheme>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (reviewer, cookie) = match require(&state, &headers, Kind::Api).await {
         Ok(signed_in) => signed_in,
         Err(response) => return response,
@@ -248,7 +276,7 @@ async fn sign_out(Extension(state): Extension<State>, headers: HeaderMap, body: 
         Err(e) => unavailable(e),
         Ok(()) => {
             let mut response = redirect("/signin");
-            let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+            let clear = format!("{COOKIE_NAME}=; {}; Max-Age=0", scheme.cookie_attributes());
             if let Ok(value) = HeaderValue::from_str(&clear) {
                 response.headers_mut().insert(SET_COOKIE, value);
             }

@@ -56,3 +56,23 @@ fn a_post_must_be_same_origin_with_the_csrf_value() {
     let cross = headers(&[host, ("sec-fetch-site", "cross-site")]);
     assert!(!same_origin_post(&cross, &reviewer, SECRET));
 }
+
+#[test]
+fn an_https_origin_of_this_host_is_same_origin() {
+    let reviewer = Reviewer {
+        identity: "alice".into(),
+        csrf: SECRET.into(),
+    };
+    let host = ("host", "bastion.example:2280");
+    let ours = headers(&[host, ("origin", "https://bastion.example:2280")]);
+    assert!(same_origin_post(&ours, &reviewer, SECRET));
+    for other in [
+        "https://bastion.example",
+        "https://bastion.example:2281",
+        "https://evil.example:2280",
+        "null",
+    ] {
+        let theirs = headers(&[host, ("origin", other)]);
+        assert!(!same_origin_post(&theirs, &reviewer, SECRET), "{other}");
+    }
+}
