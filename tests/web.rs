@@ -12,50 +12,6 @@ use serde_json::Value;
 
 const REVIEWER: &str = "alice";
 
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    }
-}
-
-/// One HTTP/1.1 request; the server closes after each answer.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to web");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request += &format!("{name}: {value}\r\n");
-    }
-    request += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the answer");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    Response {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
-
 /// Sends `request` as is; what came back before the connection ended
 /// (a reset ends it too).
 fn raw_exchange(port: u16, request: &str) -> String {
@@ -69,42 +25,6 @@ fn raw_exchange(port: u16, request: &str) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
-fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
-    let header = cookie.map(|c| format!("portcullis_session={c}"));
-    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Cookie", h.as_str())).collect();
-    http(port, "GET", path, &headers, "")
-}
-
-/// `ssh review@bastion`: the link's path (`/signin?token=...`).
-fn link(b: &Bastion, id: &IdentityKey, web_port: u16) -> String {
-    let out = ssh(b, "review", &id.key, None, "link");
-    assert_eq!(out.code, 0, "{out:?}");
-    let line = out.stdout_text();
-    let prefix = format!("http://127.0.0.1:{web_port}");
-    assert_eq!(line.lines().count(), 1, "{line:?}");
-    let path = line
-        .trim()
-        .strip_prefix(&prefix)
-        .expect("a link to the viewer");
-    assert!(path.starts_with("/signin?token="), "{line:?}");
-    path.to_owned()
-}
-
-fn sign_in(port: u16, path: &str) -> String {
-    let answer = get(port, path, None);
-    assert_eq!(answer.status, 303, "{}", answer.head);
-    assert_eq!(answer.header("location").as_deref(), Some("/sessions"));
-    let cookie = answer.header("set-cookie").expect("a cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
-        assert!(cookie.contains(attribute), "{cookie}");
-    }
-    let value = cookie
-        .strip_prefix("portcullis_session=")
-        .and_then(|rest| rest.split(';').next())
-        .expect("the cookie's value");
-    value.to_owned()
-}
-
 fn events(b: &Bastion) -> Vec<Value> {
     let out = b.cli_ok("events", &["--json"]);
     String::from_utf8_lossy(&out.stdout)
@@ -113,19 +33,9 @@ fn events(b: &Bastion) -> Vec<Value> {
         .collect()
 }
 
-fn reviewer_setup() -> (Setup, u16, IdentityKey) {
-    let id = IdentityKey::generate();
-    let setup = Setup::standard()
-        .identity(REVIEWER, &[ROLE])
-        .identity_key(REVIEWER, &id.line)
-        .reviewer(REVIEWER);
-    let (setup, port) = web_setup(setup);
-    (setup, port, id)
-}
-
 #[test]
 fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup);
     let web = b.start_web(port);
     let agent = b.granted_agent();
@@ -267,7 +177,7 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
 
 #[test]
 fn only_reviewers_get_links_and_only_real_links_sign_in() {
-    let (setup, port, _reviewer) = reviewer_setup();
+    let (setup, port, _reviewer) = reviewer_setup(REVIEWER);
     let agent_id = IdentityKey::generate();
     let b = Bastion::start(setup.identity_key(AGENT, &agent_id.line));
     let web = b.start_web(port);
@@ -325,7 +235,7 @@ fn only_reviewers_get_links_and_only_real_links_sign_in() {
 
 #[test]
 fn taking_review_away_shuts_the_reviewer_out() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup.clone());
     let web = b.start_web(port);
     let cookie = sign_in(web.port, &link(&b, &id, web.port));
@@ -351,7 +261,7 @@ fn taking_review_away_shuts_the_reviewer_out() {
 
 #[test]
 fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup);
     let web = b.start_web(port);
     let cookie = sign_in(web.port, &link(&b, &id, web.port));

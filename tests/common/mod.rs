@@ -198,6 +198,7 @@ mod store;
 mod target;
 mod terminal;
 mod tunnel;
+mod web;
 
 pub use bastion::*;
 pub use client::*;
@@ -215,3 +216,5 @@ pub use target::*;
 pub use terminal::*;
 #[allow(unused_imports)]
 pub use tunnel::*;
+#[allow(unused_imports)]
+pub use web::*;
