@@ -88,7 +88,8 @@ fn the_list_filters_searches_and_shows_refusals_and_requests() {
         "outcome=everything",
         "from=soon",
         "show=all",
-        "show=refused&q=ls",
+        "show=refused&q=cat",
+        "q=ls",
     ] {
         let answer = get(web.port, &format!("/api/sessions?{bad}"), Some(&cookie));
         assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
@@ -105,12 +106,12 @@ fn the_list_filters_searches_and_shows_refusals_and_requests() {
     assert!(page.contains(&format!("/sessions/{ran}\"")), "{page}");
     assert!(!page.contains(&format!("/sessions/{denied}\"")), "{page}");
     for syntax in [
-        "\"",
+        "\"\"\"",
         "needle*",
         "needle OR shadow",
         "'; DROP TABLE sessions; --",
-        "%",
-        "_",
+        "%%%",
+        "a_b",
     ] {
         let query = format!("q={}", encode(syntax));
         assert_eq!(

@@ -204,12 +204,20 @@ fn session_condition(
         outcome.bind_reasons(&mut args);
     }
     if let Some(text) = &filter.text {
-        if has_command_search(conn)? && text.chars().count() >= TRIGRAM {
+        let indexed = has_command_search(conn)?;
+        if indexed && text.chars().count() >= TRIGRAM {
             sql.push_str(
                 " AND id IN (SELECT session_id FROM command_search
                              WHERE command_search MATCH :phrase)",
             );
             args.push(":phrase", fts_phrase(text));
+        } else if indexed {
+            // Too short for the index: a scan, but of the narrow table.
+            sql.push_str(
+                " AND id IN (SELECT session_id FROM command_search
+                             WHERE text LIKE :pattern ESCAPE '\\')",
+            );
+            args.push(":pattern", like_contains(text));
         } else {
             sql.push_str(&format!(
                 " AND id IN (SELECT session_id FROM events

@@ -15,6 +15,10 @@ use crate::clock::parse_time;
 /// Longest filter or search value accepted (longer cannot name anything).
 const MAX_FILTER: usize = 256;
 const US_PER_DAY: i64 = 86_400 * 1_000_000;
+/// Shortest search text: the trigram index finds three characters and
+/// more; shorter would scan every command row (over a second on a large
+/// store), and names little anyway.
+const MIN_SEARCH: usize = 3;
 
 /// The query string as given; every field optional, empty means absent.
 #[derive(Deserialize, Default)]
@@ -136,6 +140,14 @@ impl ListQuery {
         let until = take("until", self.until)?;
         let outcome = take("outcome", self.outcome)?;
         let text = take("q", self.q)?;
+        if text
+            .as_ref()
+            .is_some_and(|t| t.chars().count() < MIN_SEARCH)
+        {
+            return Err(BadQuery(format!(
+                "q needs at least {MIN_SEARCH} characters"
+            )));
+        }
         let show = match show.as_deref() {
             None | Some("sessions") => Show::Sessions,
             Some("refused") => Show::Refused,
@@ -240,7 +252,9 @@ mod tests {
         assert!(query(&[("outcome", "revoked")]).is_ok());
         assert!(query(&[("outcome", "revoked' OR 1=1")]).is_err());
         assert!(query(&[("show", "everything")]).is_err());
-        assert!(query(&[("show", "refused"), ("q", "ls")]).is_err());
+        assert!(query(&[("show", "refused"), ("q", "cat")]).is_err());
+        assert!(query(&[("q", "ls")]).is_err());
+        assert!(query(&[("q", "\"*\"")]).is_ok());
         assert!(query(&[("show", "requests"), ("identity", "a")]).is_ok());
         assert!(query(&[("identity", &"a".repeat(MAX_FILTER + 1))]).is_err());
         let empty = query(&[("identity", ""), ("outcome", "")]).unwrap();
