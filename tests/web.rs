@@ -12,50 +12,6 @@ use serde_json::Value;
 
 const REVIEWER: &str = "alice";
 
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    }
-}
-
-/// One HTTP/1.1 request; the server closes after each answer.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to web");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request += &format!("{name}: {value}\r\n");
-    }
-    request += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the answer");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    Response {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
-
 /// Sends `request` as is; what came back before the connection ended
 /// (a reset ends it too).
 fn raw_exchange(port: u16, request: &str) -> String {
@@ -69,48 +25,9 @@ fn raw_exchange(port: u16, request: &str) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
-fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
-    let header = cookie.map(|c| format!("portcullis_session={c}"));
-    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Cookie", h.as_str())).collect();
-    http(port, "GET", path, &headers, "")
-}
-
-fn sign_in(port: u16, path: &str) -> String {
-    let answer = get(port, path, None);
-    assert_eq!(answer.status, 303, "{}", answer.head);
-    assert_eq!(answer.header("location").as_deref(), Some("/sessions"));
-    let cookie = answer.header("set-cookie").expect("a cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
-        assert!(cookie.contains(attribute), "{cookie}");
-    }
-    let value = cookie
-        .strip_prefix("portcullis_session=")
-        .and_then(|rest| rest.split(';').next())
-        .expect("the cookie's value");
-    value.to_owned()
-}
-
-fn events(b: &Bastion) -> Vec<Value> {
-    let out = b.cli_ok("events", &["--json"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an event line"))
-        .collect()
-}
-
-fn reviewer_setup() -> (Setup, u16, IdentityKey) {
-    let id = IdentityKey::generate();
-    let setup = Setup::standard()
-        .identity(REVIEWER, &[ROLE])
-        .identity_key(REVIEWER, &id.line)
-        .reviewer(REVIEWER);
-    let (setup, port) = web_setup(setup);
-    (setup, port, id)
-}
-
 #[test]
 fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup);
     let web = b.start_web(port);
     let agent = b.granted_agent();
@@ -211,7 +128,7 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
             .unwrap();
     assert_eq!(shown, show_json(&b, last));
 
-    let all = events(&b);
+    let all = all_events(&b);
     let kinds: Vec<&str> = all.iter().filter_map(|e| e["kind"].as_str()).collect();
     for kind in ["review.link_issued", "review.signed_in"] {
         assert!(kinds.contains(&kind), "{kinds:?}");
@@ -262,7 +179,7 @@ fn a_reviewer_signs_in_with_an_ssh_key_and_reads_sessions() {
 
 #[test]
 fn only_reviewers_get_links_and_only_real_links_sign_in() {
-    let (setup, port, reviewer) = reviewer_setup();
+    let (setup, port, reviewer) = reviewer_setup(REVIEWER);
     let agent_id = IdentityKey::generate();
     let b = Bastion::start(setup.identity_key(AGENT, &agent_id.line));
     let web = b.start_web(port);
@@ -271,7 +188,7 @@ fn only_reviewers_get_links_and_only_real_links_sign_in() {
     assert_eq!(out.code, 126, "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(out.stderr.starts_with("portcullis: refused: "), "{out:?}");
-    let refused: Vec<Value> = events(&b)
+    let refused: Vec<Value> = all_events(&b)
         .into_iter()
         .filter(|e| e["kind"] == "review.refused")
         .collect();
@@ -333,7 +250,7 @@ fn only_reviewers_get_links_and_only_real_links_sign_in() {
 
 #[test]
 fn taking_review_away_shuts_the_reviewer_out() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup.clone());
     let web = b.start_web(port);
     let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
@@ -349,7 +266,7 @@ fn taking_review_away_shuts_the_reviewer_out() {
     let answer = get(web.port, &pending, None);
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(answer.header("set-cookie").is_none());
-    let refused: Vec<Value> = events(&b)
+    let refused: Vec<Value> = all_events(&b)
         .into_iter()
         .filter(|e| e["kind"] == "review.refused")
         .collect();
@@ -359,7 +276,7 @@ fn taking_review_away_shuts_the_reviewer_out() {
 
 #[test]
 fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup);
     let web = b.start_web(port);
     let cookie = sign_in(web.port, &review_link(&b, &id, web.port));
@@ -468,7 +385,7 @@ fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
         let again = post_form(web.port, &action, &cookie, &origin, &format!("csrf={csrf}"));
         assert_eq!(again.status, 409, "{}", again.body);
     });
-    let approved: Vec<Value> = events(&b)
+    let approved: Vec<Value> = all_events(&b)
         .into_iter()
         .filter(|e| e["kind"] == "command.approved")
         .collect();
@@ -478,7 +395,7 @@ fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
 
 #[test]
 fn downloads_verify_and_live_need_a_session_and_are_recorded() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let b = Bastion::start(setup);
     let web = b.start_web(port);
     assert_output(&b.granted_agent().run("echo hello"), 0, "hello\n");
@@ -552,7 +469,7 @@ fn downloads_verify_and_live_need_a_session_and_are_recorded() {
         after_all.body
     );
 
-    let forms: Vec<String> = events(&b)
+    let forms: Vec<String> = all_events(&b)
         .iter()
         .filter(|e| e["kind"] == "review.viewed" && e["session_viewed"] == session)
         .filter_map(|e| e["form"].as_str().map(str::to_owned))
@@ -566,7 +483,7 @@ fn downloads_verify_and_live_need_a_session_and_are_recorded() {
 
 #[test]
 fn a_live_view_ends_when_its_reviewer_signs_out() {
-    let (setup, port, id) = reviewer_setup();
+    let (setup, port, id) = reviewer_setup(REVIEWER);
     let setup = setup.role(
         ROLE,
         Role::on(&[TARGET]).exec(&["echo *"]).ask(&["printf ..."]),

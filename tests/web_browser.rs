@@ -98,6 +98,17 @@ fn a_reviewer_lists_filters_plays_a_shell_and_jumps_to_a_command() {
     browser.click("form[action=\"/sessions\"] button");
     browser.wait_for_text("table", AGENT);
     assert!(session_links(&browser) >= 2);
+    // The search finds the shell by a command line observed on its screen.
+    browser.fill("input[name=q]", "echo second-");
+    browser.click("form[action=\"/sessions\"] button");
+    browser.wait_until(
+        "only the shell session",
+        "const links = [...document.querySelectorAll('a[href^=\"/sessions/\"]')];
+         return location.search.includes('q=') && links.length === 1
+             && links[0].getAttribute('href') === '/sessions/' + arguments[0];",
+        json!([shell_id]),
+    );
+    browser.screenshot("sessions-search");
 
     // The shell session plays in the player, from the project's asciicast.
     browser.goto(&format!("http://127.0.0.1:{port}/sessions/{shell_id}"));
@@ -148,21 +159,13 @@ fn a_reviewer_lists_filters_plays_a_shell_and_jumps_to_a_command() {
     browser.screenshot("session-exec");
 
     // Every read above is on record, with how it was read.
-    let forms: Vec<String> = events(&b)
+    let forms: Vec<String> = all_events(&b)
         .iter()
         .filter(|e| e["kind"] == "review.viewed" && e["session_viewed"] == shell_id)
         .filter_map(|e| e["form"].as_str().map(str::to_owned))
         .collect();
     assert!(forms.contains(&"page".to_owned()), "{forms:?}");
     assert!(forms.contains(&"asciicast".to_owned()), "{forms:?}");
-}
-
-fn events(b: &Bastion) -> Vec<Value> {
-    let out = b.cli_ok("events", &["--json"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[test]
@@ -224,7 +227,7 @@ fn a_reviewer_follows_a_live_session_and_approves_a_held_command() {
         let (out, _) = waiting.join().expect("the ssh thread");
         assert_output(&out, 0, "web-approved");
     });
-    let approved: Vec<Value> = events(&b)
+    let approved: Vec<Value> = all_events(&b)
         .into_iter()
         .filter(|e| e["kind"] == "command.approved")
         .collect();

@@ -43,7 +43,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use event::{Event, NewSession, Stream, ViewForm};
-pub use query::{Entry, EventRecord, Reader, SessionFilter, SessionRecord, Transcript};
+pub use query::{
+    Entry, EventFilter, EventRecord, Outcome, Reader, SessionFilter, SessionRecord, Transcript,
+};
 pub use recover::INTERRUPTED;
 pub use schema::probe_writable;
 pub use store::{Store, StoreOptions};

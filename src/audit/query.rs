@@ -14,6 +14,10 @@ use super::payload::{PayloadReader, PayloadRef};
 use super::verify::{self, VerifyReport};
 use super::{schema, SessionId, StoreError};
 
+mod list;
+
+pub use list::{EventFilter, Outcome, SessionFilter};
+
 /// A row of `sessions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -74,16 +78,6 @@ impl Entry {
 pub struct Transcript {
     pub session: SessionRecord,
     pub events: Vec<EventRecord>,
-}
-
-/// Which sessions `list_sessions` returns; `None` matches anything.
-#[derive(Debug, Clone, Default)]
-pub struct SessionFilter {
-    pub identity: Option<String>,
-    pub task: Option<String>,
-    pub target: Option<String>,
-    /// Sessions started at or after this time (unix micros).
-    pub since_us: Option<i64>,
 }
 
 /// A read-only connection to the store.
@@ -148,59 +142,9 @@ impl Reader {
         })
     }
 
-    /// Sessions matching `filter`, oldest first.
-    pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM sessions
-             WHERE (?1 IS NULL OR identity = ?1) AND (?2 IS NULL OR task = ?2)
-               AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR started_at_us >= ?4)
-             ORDER BY id",
-            self.session_columns
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(
-            params![filter.identity, filter.task, filter.target, filter.since_us],
-            session_from_row,
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// The read-only connection, for other layers' own tables.
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    /// A page of sessions matching `filter`, newest first: at most `limit`
-    /// with ids below `before` (all, without it). Walks the primary key
-    /// backwards, so a page costs its own rows, not the whole table.
-    pub fn page_sessions(
-        &self,
-        filter: &SessionFilter,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM sessions
-             WHERE (?1 IS NULL OR identity = ?1) AND (?2 IS NULL OR task = ?2)
-               AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR started_at_us >= ?4)
-               AND (?5 IS NULL OR id < ?5)
-             ORDER BY id DESC LIMIT ?6",
-            self.session_columns
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(
-            params![
-                filter.identity,
-                filter.task,
-                filter.target,
-                filter.since_us,
-                before,
-                limit
-            ],
-            session_from_row,
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Who read session `id` in the web viewer (`review.viewed`), newest

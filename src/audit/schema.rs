@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The schema this code writes. Bump it and add a step to [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Page size of a new store (an existing one keeps its own). Stream bytes
 /// live in payload segments, so rows are small and a commit touches a few
@@ -251,6 +251,40 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_at_us INTEGER NOT NULL,
         ended         INTEGER NOT NULL DEFAULT 0 CHECK (ended IN (0, 1))
     );
+    ",
+    // 6 -> 7: the web viewer's sessions list filters by task and target
+    // (indexes, so a filtered page walks its own rows) and searches the
+    // commands a session ran or was refused and the command lines observed
+    // on its terminal: a trigram full-text table (substring matches, any
+    // language), kept by a trigger in the same transaction as the event,
+    // and backfilled here. Its rowid is the event's seq.
+    "
+    CREATE INDEX sessions_task ON sessions(task);
+    CREATE INDEX sessions_target ON sessions(target);
+    CREATE VIRTUAL TABLE command_search
+        USING fts5(text, session_id UNINDEXED, tokenize = 'trigram');
+    CREATE TRIGGER events_command_search AFTER INSERT ON events
+        WHEN NEW.session_id IS NOT NULL
+         AND NEW.kind IN ('exec.allowed', 'exec.refused', 'command.held', 'command.observed')
+         AND json_valid(NEW.detail)
+    BEGIN
+        INSERT INTO command_search (rowid, text, session_id) VALUES (
+            NEW.seq,
+            concat_ws(char(10), json_extract(NEW.detail, '$.command'),
+                      json_extract(NEW.detail, '$.forced_command'),
+                      json_extract(NEW.detail, '$.line')),
+            NEW.session_id);
+    END;
+    INSERT INTO command_search (rowid, text, session_id)
+        SELECT seq,
+               concat_ws(char(10), json_extract(detail, '$.command'),
+                         json_extract(detail, '$.forced_command'),
+                         json_extract(detail, '$.line')),
+               session_id
+        FROM events
+        WHERE session_id IS NOT NULL
+          AND kind IN ('exec.allowed', 'exec.refused', 'command.held', 'command.observed')
+          AND json_valid(detail);
     ",
 ];
 

@@ -81,6 +81,7 @@ pub fn sessions(store: &Path, args: &SessionsArgs, out: &mut dyn Write) -> Resul
         task: args.task.clone(),
         target: args.target.clone(),
         since_us: args.since,
+        ..SessionFilter::default()
     };
     let list = reader.list_sessions(&filter)?;
     match args.json {

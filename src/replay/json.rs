@@ -117,6 +117,12 @@ pub fn write_sessions_json(sessions: &[SessionRecord], out: &mut dyn Write) -> i
 /// `"session": null` (and `offset_us` null: there is no session to measure
 /// from).
 pub fn write_refused_json(events: &[EventRecord], out: &mut dyn Write) -> io::Result<()> {
+    write_events_json(events, out)
+}
+
+/// An array of `events --json` objects (each with its `session`), as the
+/// web API's event lists answer.
+pub fn write_events_json(events: &[EventRecord], out: &mut dyn Write) -> io::Result<()> {
     let list: Vec<EventJson<'_>> = events
         .iter()
         .map(|e| EventJson {

@@ -199,6 +199,7 @@ mod store;
 mod target;
 mod terminal;
 mod tunnel;
+mod web;
 
 pub use bastion::*;
 #[allow(unused_imports)]
@@ -218,3 +219,5 @@ pub use target::*;
 pub use terminal::*;
 #[allow(unused_imports)]
 pub use tunnel::*;
+#[allow(unused_imports)]
+pub use web::*;

@@ -4,6 +4,7 @@
 mod chain_format;
 mod events;
 mod fail_closed;
+mod lists;
 mod pages;
 mod payload;
 mod recovery;
