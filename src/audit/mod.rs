@@ -47,6 +47,11 @@ pub use query::{
     Entry, EventFilter, EventRecord, Outcome, Reader, SessionFilter, SessionRecord, Transcript,
 };
 pub use recover::INTERRUPTED;
+
+/// The end reasons of a session its client ended (the web list's
+/// `outcome=closed` matches on them, so they are named once, here).
+pub const CLIENT_DISCONNECTED: &str = "client disconnected";
+pub const SESSION_CLOSED: &str = "session closed";
 pub use schema::probe_writable;
 pub use store::{Store, StoreOptions};
 pub use txn::{Abort, DirectWriter, Txn};

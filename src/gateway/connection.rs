@@ -175,7 +175,7 @@ pub async fn run(
     };
     let reason = tokio::select! {
         ended = &mut running => match ended {
-            Ok(()) => "client disconnected".to_string(),
+            Ok(()) => crate::audit::CLIENT_DISCONNECTED.to_string(),
             Err(e) => format!("connection ended: {e}"),
         },
         reason = slot.terminated() => {

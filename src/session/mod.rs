@@ -144,7 +144,7 @@ impl LiveSession {
                 return reason;
             }
             if rx.changed().await.is_err() {
-                return "session closed".to_string();
+                return crate::audit::SESSION_CLOSED.to_string();
             }
         }
     }

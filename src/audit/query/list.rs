@@ -34,7 +34,10 @@ pub enum Outcome {
 
 /// The end reasons the bastion writes (gateway/connection.rs,
 /// session/mod.rs, gateway/registry.rs, recover.rs).
-const CLIENT_ENDED: [&str; 2] = ["client disconnected", "session closed"];
+const CLIENT_ENDED: [&str; 2] = [
+    crate::audit::CLIENT_DISCONNECTED,
+    crate::audit::SESSION_CLOSED,
+];
 const IDLE_PATTERN: &str = "idle for % (idle_timeout)";
 
 impl Outcome {
