@@ -41,6 +41,14 @@ impl Rows {
     }
 }
 
+/// The checked query and its page of rows, or the answer to a bad query
+/// or a failed store.
+async fn listed(state: &State, q: ListQuery) -> Result<(Listing, Rows), Response> {
+    let listing = q.check().map_err(bad_query)?;
+    let rows = rows_of(state, &listing).await.map_err(unavailable)?;
+    Ok((listing, rows))
+}
+
 async fn rows_of(state: &State, listing: &Listing) -> Result<Rows, Unavailable> {
     let (show, before) = (listing.show, listing.before);
     let sessions = listing.sessions.clone();
@@ -84,13 +92,9 @@ pub async fn list_page(
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
-    let listing = match q.check() {
-        Ok(listing) => listing,
-        Err(bad) => return bad_query(bad),
-    };
-    let rows = match rows_of(&state, &listing).await {
-        Ok(rows) => rows,
-        Err(e) => return unavailable(e),
+    let (listing, rows) = match listed(&state, q).await {
+        Ok(listed) => listed,
+        Err(response) => return response,
     };
     let who = (reviewer.identity.as_str(), reviewer.csrf.as_str());
     let older = rows.older();
@@ -112,13 +116,9 @@ pub async fn list_api(
     if let Err(response) = require(&state, &headers, Kind::Api).await {
         return response;
     }
-    let listing = match q.check() {
-        Ok(listing) => listing,
-        Err(bad) => return bad_query(bad),
-    };
-    let rows = match rows_of(&state, &listing).await {
-        Ok(rows) => rows,
-        Err(e) => return unavailable(e),
+    let rows = match listed(&state, q).await {
+        Ok((_, rows)) => rows,
+        Err(response) => return response,
     };
     let mut body = Vec::new();
     let written = match &rows {

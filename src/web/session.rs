@@ -15,7 +15,7 @@ use axum::Extension;
 use super::html::{escape, page};
 use super::routes::{html_page, json, plain, require, unavailable, Kind};
 use super::state::{State, Unavailable};
-use crate::audit::{Entry, Event, SessionId, Transcript, ViewForm};
+use crate::audit::{Entry, Event, SessionId, SessionRecord, Transcript, ViewForm};
 use crate::clock::rfc3339_us;
 use crate::grants::review::Reviewer;
 use crate::replay::{self, recording::Recording, ExportFormat};
@@ -29,31 +29,21 @@ struct Read {
     viewers: Vec<(String, i64, String)>,
 }
 
-/// Records that `reviewer` reads session `id` as `form`, then reads it:
-/// nothing is shown that is not on record as seen. `None`: no such session.
-pub(super) async fn read_as(
+/// Records that `reviewer` reads session `id` as `form`, before any of
+/// it is read for them: nothing is shown that is not on record as seen.
+/// `None`: no such session (nothing recorded).
+pub(super) async fn record_view(
     state: &State,
     reviewer: &Reviewer,
     id: i64,
     form: ViewForm,
-) -> Result<Option<Transcript>, Unavailable> {
-    Ok(read_with_viewers(state, reviewer, id, form)
+) -> Result<Option<SessionRecord>, Unavailable> {
+    let Some(session) = state
+        .read(move |reader| reader.session(SessionId(id)))
         .await?
-        .map(|read| read.transcript))
-}
-
-async fn read_with_viewers(
-    state: &State,
-    reviewer: &Reviewer,
-    id: i64,
-    form: ViewForm,
-) -> Result<Option<Read>, Unavailable> {
-    let exists = state
-        .read(move |reader| Ok(reader.session(SessionId(id))?.is_some()))
-        .await?;
-    if !exists {
+    else {
         return Ok(None);
-    }
+    };
     state
         .record(Event::ReviewViewed {
             identity: reviewer.identity.clone(),
@@ -61,6 +51,34 @@ async fn read_with_viewers(
             form: Some(form),
         })
         .await?;
+    Ok(Some(session))
+}
+
+/// [`record_view`], then the whole transcript.
+async fn read_as(
+    state: &State,
+    reviewer: &Reviewer,
+    id: i64,
+    form: ViewForm,
+) -> Result<Option<Transcript>, Unavailable> {
+    if record_view(state, reviewer, id, form).await?.is_none() {
+        return Ok(None);
+    }
+    state
+        .read(move |reader| reader.transcript(SessionId(id)))
+        .await
+}
+
+/// [`record_view`], then the transcript and who has read it.
+async fn read_with_viewers(
+    state: &State,
+    reviewer: &Reviewer,
+    id: i64,
+    form: ViewForm,
+) -> Result<Option<Read>, Unavailable> {
+    if record_view(state, reviewer, id, form).await?.is_none() {
+        return Ok(None);
+    }
     state
         .read(move |reader| {
             let Some(transcript) = reader.transcript(SessionId(id))? else {
