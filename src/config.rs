@@ -11,10 +11,12 @@ use serde::Deserialize;
 
 use crate::cidr::Cidr;
 
+mod cluster;
 mod limits;
 mod notify;
 mod syslog;
 mod web;
+pub use cluster::{ClusterSettings, DEFAULT_DEAD_AFTER};
 use limits::LimitsFile;
 pub use limits::{Limits, Rate};
 pub use notify::{NotifySecret, NotifyTarget, DEFAULT_NOTIFY_TIMEOUT};
@@ -71,6 +73,8 @@ struct ConfigFile {
     syslog: syslog::SyslogFile,
     #[serde(default)]
     notify: notify::NotifyFile,
+    #[serde(default)]
+    cluster: cluster::ClusterFile,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
@@ -135,6 +139,9 @@ pub struct Config {
     pub syslog: Option<SyslogTarget>,
     /// Where `serve` POSTs pending requests and held commands; `None`: nowhere.
     pub notify: Option<NotifyTarget>,
+    /// `[cluster]`: the shared PostgreSQL control state; `None`: this
+    /// machine's SQLite store holds everything.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Config {
@@ -227,7 +234,23 @@ impl Config {
                 path: path.to_path_buf(),
                 message,
             })?;
+        let cluster = parsed
+            .cluster
+            .resolve()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        if cluster.is_some() && parsed.ca.write_krl.is_some() {
+            // The KRL is written from this machine's store, which does not
+            // hold the cluster's revocations: it would list too few.
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "[ca] write_krl is not kept from the cluster's revocations: leave it out with [cluster]".into(),
+            });
+        }
         Ok(Config {
+            cluster,
             syslog,
             notify,
             limits,

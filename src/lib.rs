@@ -11,6 +11,7 @@ pub mod audit;
 pub mod cert;
 pub mod cidr;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod gateway;

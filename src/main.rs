@@ -338,23 +338,37 @@ fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     } else {
         anyhow::bail!("name what to revoke: --serial, --fingerprint, --identity or --task")
     };
-    grants::admin::revoke(&config.store, selector, args.reason.as_deref())?;
-    operator::krl::refresh_configured(&config)?;
+    match &config.cluster {
+        Some(cluster) => operator::cluster::revoke(cluster, selector, args.reason.as_deref())?,
+        None => {
+            grants::admin::revoke(&config.store, selector, args.reason.as_deref())?;
+            operator::krl::refresh_configured(&config)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis reinstate ID`
 fn reinstate(config_path: &Path, identity: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    grants::admin::reinstate(&config.store, identity)?;
-    operator::krl::refresh_configured(&config)?;
+    match &config.cluster {
+        Some(cluster) => operator::cluster::reinstate(cluster, identity)?,
+        None => {
+            grants::admin::reinstate(&config.store, identity)?;
+            operator::krl::refresh_configured(&config)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis sessions`
 fn sessions(config_path: &Path, args: &replay::SessionsArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    replay::sessions(&config.store, args, &mut std::io::stdout().lock())?;
+    let out = &mut std::io::stdout().lock();
+    match &config.cluster {
+        Some(cluster) if !args.refused => operator::cluster::sessions(cluster, args, out)?,
+        _ => replay::sessions(&config.store, args, out)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -389,7 +403,18 @@ fn export(config_path: &Path, args: &replay::ExportArgs) -> anyhow::Result<ExitC
 /// `portcullis verify [SESSION]`
 fn verify(config_path: &Path, session: Option<i64>, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let intact = replay::verify(&config.store, session, json, &mut std::io::stdout().lock())?;
+    let mut intact = replay::verify(&config.store, session, json, &mut std::io::stdout().lock())?;
+    if let (Some(cluster), None) = (&config.cluster, session) {
+        let report = operator::cluster::verify_chain(cluster)?;
+        // After the store's report (stdout stays the one JSON object).
+        match &report.broken {
+            None => eprintln!("cluster chain: {} events, intact", report.events),
+            Some((seq, problem)) => {
+                eprintln!("cluster chain: BROKEN at event {seq}: {problem}");
+                intact = false;
+            }
+        }
+    }
     Ok(if intact {
         ExitCode::SUCCESS
     } else {

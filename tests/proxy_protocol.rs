@@ -7,8 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -63,36 +62,6 @@ impl Balancer {
             _dir: dir,
         }
     }
-}
-
-/// The real ssh client to `[::1]:port`, as an agent behind the balancer.
-fn ssh_via(port: u16, key: &Path, cert: &Path, command: &str) -> Output {
-    Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-T",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
-        .arg("-i")
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}", cert.display()))
-        .args(["-p", &port.to_string()])
-        .arg(format!("{TARGET}@::1"))
-        .arg(command)
-        .output()
-        .expect("run ssh")
 }
 
 fn limit_hits(b: &Bastion, reason_part: &str) -> usize {

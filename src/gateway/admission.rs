@@ -143,7 +143,15 @@ async fn decide_and_open(
         login: login.to_owned(),
         client_addr: client_addr.to_owned(),
     };
-    let opened = admit::open(&ctx.store, verified, ceiling, arrival, limits).await?;
+    let opened = admit::open(
+        &ctx.store,
+        ctx.cluster.as_ref(),
+        verified,
+        ceiling,
+        arrival,
+        limits,
+    )
+    .await?;
     Ok(Admission {
         opened,
         policy_generation,

@@ -19,6 +19,7 @@ pub mod prepared;
 pub mod proxy_header;
 pub mod registry;
 pub mod reload;
+mod replicas;
 pub mod review_login;
 pub mod stop;
 
@@ -36,6 +37,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::audit::Store;
 use crate::cert::krl::RevokedKeys;
 use crate::cert::{keyfile, TrustedCas};
+use crate::cluster::Cluster;
 use crate::config::{Config, Limits};
 use crate::grants::ratelimit::RateLimiter;
 use crate::grants::GrantsReader;
@@ -58,6 +60,8 @@ pub struct ServerContext {
     pub config: Config,
     pub trusted: TrustedCas,
     pub store: Store,
+    /// `[cluster]`: the shared control state; `None` on one machine.
+    pub cluster: Option<Arc<Cluster>>,
     /// Reads of the grants tables (writes go through `store`).
     pub grants: GrantsReader,
     pub upstream: Arc<UpstreamAuthority>,
@@ -87,7 +91,12 @@ impl ServerContext {
             .with_context(|| format!("opening the store {}", config.store.display()))?;
         let grants = GrantsReader::open(&config.store)
             .with_context(|| format!("reading the grants tables in {}", config.store.display()))?;
+        let cluster = match &config.cluster {
+            Some(settings) => Some(Arc::new(Cluster::new(settings)?)),
+            None => None,
+        };
         Ok(ServerContext {
+            cluster,
             revoked_keys: config.revoked_keys.clone().map(RevokedKeys::new),
             ca_keys: ca_keys.clone(),
             policy: RwLock::new((0, Arc::new(policy))),
@@ -156,6 +165,13 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
         notifier.start(ctx.clone()).await?;
     }
     registry::refresh_krl(&ctx).await;
+    if let Some(cluster) = &ctx.cluster {
+        cluster
+            .join()
+            .await
+            .with_context(|| format!("joining the cluster as replica {:?}", cluster.replica()))?;
+        tokio::spawn(replicas::heartbeat(ctx.clone()));
+    }
     let _pid_file = pidfile::PidFile::write(&config.store)
         .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;
     let listener = TcpListener::bind(addr)
@@ -211,6 +227,11 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
     }
     drop(listener);
     stop::drain_and_stop(&ctx, config.shutdown_drain).await;
+    if let Some(cluster) = &ctx.cluster {
+        if let Err(e) = cluster.leave().await {
+            tracing::warn!(error = %e, "could not give the replica's name back to the cluster");
+        }
+    }
     Ok(())
 }
 

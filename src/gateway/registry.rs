@@ -138,14 +138,15 @@ impl LiveRegistry {
     }
 }
 
-/// Watches the grants tables for revocations (from any process) for as long
-/// as the server runs.
+/// Watches for revocations (from any process; with `[cluster]`, from any
+/// replica or operator, woken by their notices) for as long as the server
+/// runs.
 pub async fn watch_revocations(ctx: Arc<ServerContext>) {
-    let mut last = match ctx
-        .grants
-        .run(|conn| Ok(db::last_revocation_id(conn)?))
-        .await
-    {
+    let wake = ctx
+        .cluster
+        .as_ref()
+        .map(|cluster| cluster.listen_for_revocations());
+    let mut last = match last_revocation_id(&ctx).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations; watching from the start");
@@ -153,13 +154,16 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
         }
     };
     loop {
-        tokio::time::sleep(REVOCATION_POLL).await;
-        let after = last;
-        let fresh = match ctx
-            .grants
-            .run(move |conn| db::revocations_after(conn, after))
-            .await
-        {
+        match &wake {
+            Some(wake) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(REVOCATION_POLL) => {}
+                }
+            }
+            None => tokio::time::sleep(REVOCATION_POLL).await,
+        }
+        let fresh = match revocations_after(&ctx, last).await {
             Ok(fresh) => fresh,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read revocations");
@@ -184,6 +188,35 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
         if any {
             refresh_krl(&ctx).await;
         }
+    }
+}
+
+/// Where revocations are kept: the cluster's database, else the store.
+async fn last_revocation_id(ctx: &ServerContext) -> Result<i64, String> {
+    match &ctx.cluster {
+        Some(cluster) => cluster
+            .last_revocation_id()
+            .await
+            .map_err(|e| e.to_string()),
+        None => ctx
+            .grants
+            .run(|conn| Ok(db::last_revocation_id(conn)?))
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+async fn revocations_after(ctx: &ServerContext, after: i64) -> Result<Vec<Revocation>, String> {
+    match &ctx.cluster {
+        Some(cluster) => cluster
+            .revocations_after(after)
+            .await
+            .map_err(|e| e.to_string()),
+        None => ctx
+            .grants
+            .run(move |conn| db::revocations_after(conn, after))
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -7,6 +7,7 @@
 //! so the server sees it as it would its own.
 
 pub mod check;
+pub mod cluster;
 pub mod grant;
 pub mod krl;
 pub mod reload;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::audit::{
     Entry, Event, EventRecord, SessionId, SessionRecord, Stream, Transcript, VerifyReport,
 };
+use crate::cluster::ClusterSession;
 
 use crate::clock::rfc3339_us;
 
@@ -109,6 +110,28 @@ pub(super) fn event_json(e: &EventRecord, start_us: Option<i64>) -> EventJson<'_
 /// `sessions --json`: an array of session objects.
 pub fn write_sessions_json(sessions: &[SessionRecord], out: &mut dyn Write) -> io::Result<()> {
     let list: Vec<SessionJson<'_>> = sessions.iter().map(SessionJson::new).collect();
+    write_json(&list, out)
+}
+
+/// With `[cluster]`: the objects of `sessions --json`, each with the
+/// `replica` that recorded it.
+pub fn write_cluster_sessions_json(
+    sessions: &[ClusterSession],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        replica: &'a str,
+        #[serde(flatten)]
+        session: SessionJson<'a>,
+    }
+    let list: Vec<Row<'_>> = sessions
+        .iter()
+        .map(|s| Row {
+            replica: &s.replica,
+            session: SessionJson::new(&s.record),
+        })
+        .collect();
     write_json(&list, out)
 }
 

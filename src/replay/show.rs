@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use crate::audit::{Entry, Event, EventRecord, SessionRecord, Stream, Transcript, VerifyReport};
+use crate::cluster::ClusterSession;
 
 use super::observed::write_observed;
 use crate::clock::{format_duration, rfc3339_seconds, rfc3339_us};
@@ -16,29 +17,46 @@ use crate::clock::{format_duration, rfc3339_seconds, rfc3339_us};
 /// The `sessions` table: id, start, duration (or `open`), identity, task,
 /// target, end reason.
 pub fn write_sessions(sessions: &[SessionRecord], out: &mut dyn Write) -> io::Result<()> {
-    let header = [
-        "ID", "STARTED", "DURATION", "IDENTITY", "TASK", "TARGET", "END",
-    ];
-    let rows: Vec<[String; 7]> = sessions
+    let rows: Vec<[String; 7]> = sessions.iter().map(session_row).collect();
+    write_table(&SESSION_HEADER, &rows, out)
+}
+
+/// With `[cluster]`: the same table over every replica's sessions, each
+/// with the replica that recorded it first.
+pub fn write_cluster_sessions(sessions: &[ClusterSession], out: &mut dyn Write) -> io::Result<()> {
+    let mut header = ["REPLICA"; 8];
+    header[1..].copy_from_slice(&SESSION_HEADER);
+    let rows: Vec<[String; 8]> = sessions
         .iter()
         .map(|s| {
-            [
-                s.id.to_string(),
-                rfc3339_seconds(s.started_at_us),
-                match s.ended_at_us {
-                    Some(end) => format_duration(end.saturating_sub(s.started_at_us)),
-                    None => "open".to_owned(),
-                },
-                sanitize(&s.identity),
-                s.task.as_deref().map_or_else(|| "-".to_owned(), sanitize),
-                sanitize(&s.target),
-                s.end_reason
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), sanitize),
-            ]
+            let mut row: [String; 8] = Default::default();
+            row[0] = sanitize(&s.replica);
+            row[1..].clone_from_slice(&session_row(&s.record));
+            row
         })
         .collect();
     write_table(&header, &rows, out)
+}
+
+const SESSION_HEADER: [&str; 7] = [
+    "ID", "STARTED", "DURATION", "IDENTITY", "TASK", "TARGET", "END",
+];
+
+fn session_row(s: &SessionRecord) -> [String; 7] {
+    [
+        s.id.to_string(),
+        rfc3339_seconds(s.started_at_us),
+        match s.ended_at_us {
+            Some(end) => format_duration(end.saturating_sub(s.started_at_us)),
+            None => "open".to_owned(),
+        },
+        sanitize(&s.identity),
+        s.task.as_deref().map_or_else(|| "-".to_owned(), sanitize),
+        sanitize(&s.target),
+        s.end_reason
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), sanitize),
+    ]
 }
 
 /// Refusals outside any session (authentications, grant requests, limits):

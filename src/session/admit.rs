@@ -8,13 +8,20 @@
 //! record, and a revocation committed before the transaction always
 //! refuses it. What the transaction cannot see (a revocation committed
 //! after it) the caller checks against [`Opened::revocations_seen`].
+//!
+//! With `[cluster]`, the shared state is checked (and a single use claimed)
+//! first, in one PostgreSQL transaction, then the session is recorded
+//! locally as above, then put in the cluster's session index. A claim whose
+//! session cannot be recorded is given back; a session the index cannot
+//! take is ended at once (the cluster would not see it).
 
 use std::sync::Arc;
 
 use super::scope::Scope;
 use super::{cert_facts, LiveSession, SessionLimits};
-use crate::audit::{Abort, Event, NewSession, Store};
+use crate::audit::{Abort, Event, NewSession, SessionId, SessionRecord, Store};
 use crate::cert::VerifiedCert;
+use crate::cluster::Cluster;
 use crate::grants::db::{self, CertState};
 use crate::policy::Ceiling;
 
@@ -25,7 +32,12 @@ pub enum AdmitRefusal {
     State(#[from] CertState),
     #[error("the audit store cannot record the session, so none is opened")]
     StoreUnavailable,
+    #[error("the cluster database cannot be reached, so no session is opened")]
+    ClusterUnavailable,
 }
+
+/// Why a session the cluster's index could not take is ended.
+pub const NOT_INDEXED: &str = "the cluster's session index could not record the session";
 
 /// A session that was opened, and the last revocation its transaction saw.
 pub struct Opened {
@@ -42,6 +54,7 @@ pub struct Arrival {
 /// Opens a session for `cert` under `ceiling` (see the module doc).
 pub async fn open(
     store: &Store,
+    cluster: Option<&Arc<Cluster>>,
     cert: VerifiedCert,
     ceiling: Ceiling,
     arrival: Arrival,
@@ -75,6 +88,19 @@ pub async fn open(
         critical_options: Some(cert.critical_options().clone()),
         extensions: Some(cert.extensions().clone()),
     };
+    let shared = match cluster {
+        Some(cluster) => match cluster.admit(&facts, single_use).await {
+            Ok(Ok(admitted)) => Some((cluster, admitted)),
+            Ok(Err(state)) => return Err(AdmitRefusal::State(state)),
+            Err(e) => {
+                tracing::error!(error = %e, "could not check the cluster's grant state");
+                return Err(AdmitRefusal::ClusterUnavailable);
+            }
+        },
+        None => None,
+    };
+    let fingerprint = facts.fingerprint.clone();
+    let record_start = start.clone();
     let opened = store
         .transact(move |txn| {
             let mut facts = facts;
@@ -88,19 +114,65 @@ pub async fn open(
                 db::claim(txn, &facts, id)?;
             }
             txn.record(Some(id), None, &accepted)?;
-            Ok((id, seen, facts))
+            Ok((id, txn.at_us(), seen, facts))
         })
         .await;
-    match opened {
-        Ok((id, revocations_seen, facts)) => Ok(Opened {
-            session: LiveSession::start(id, cert, facts, scope, store.clone(), limits),
-            revocations_seen,
-        }),
-        Err(Abort::Refused(state)) => Err(AdmitRefusal::State(state)),
-        Err(Abort::Failed(e)) => {
-            tracing::error!(error = %e, "could not open a session");
-            Err(AdmitRefusal::StoreUnavailable)
+    let (id, started_at_us, local_seen, facts) = match opened {
+        Ok(opened) => opened,
+        Err(refusal) => {
+            if let Some((cluster, admitted)) = shared {
+                if admitted.claimed {
+                    if let Err(e) = cluster.release_claim(&fingerprint).await {
+                        tracing::error!(error = %e, "could not give back a single use");
+                    }
+                }
+            }
+            return Err(match refusal {
+                Abort::Refused(state) => AdmitRefusal::State(state),
+                Abort::Failed(e) => {
+                    tracing::error!(error = %e, "could not open a session");
+                    AdmitRefusal::StoreUnavailable
+                }
+            });
         }
+    };
+    let revocations_seen = match shared {
+        None => local_seen,
+        Some((cluster, admitted)) => {
+            let record = session_record(id, started_at_us, record_start);
+            if let Err(e) = cluster.index_session(&record, admitted.claimed).await {
+                tracing::error!(error = %e, "could not put a session in the cluster's index");
+                if let Err(e) = store.end_session(id, NOT_INDEXED.to_owned()).await {
+                    tracing::error!(error = %e, "could not record the end of a session");
+                }
+                return Err(AdmitRefusal::ClusterUnavailable);
+            }
+            admitted.revocations_seen
+        }
+    };
+    let cluster = cluster.cloned();
+    Ok(Opened {
+        session: LiveSession::start(id, cert, facts, scope, store.clone(), cluster, limits),
+        revocations_seen,
+    })
+}
+
+fn session_record(id: SessionId, started_at_us: i64, start: NewSession) -> SessionRecord {
+    SessionRecord {
+        id,
+        started_at_us,
+        ended_at_us: None,
+        end_reason: None,
+        identity: start.identity,
+        key_id: start.key_id,
+        task: start.task,
+        cert_serial: start.cert_serial,
+        ca_fingerprint: start.ca_fingerprint,
+        cert_fingerprint: start.cert_fingerprint,
+        role: start.role,
+        client_addr: start.client_addr,
+        target: start.target,
+        login: start.login,
     }
 }
 
@@ -146,8 +218,15 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let (cert, ceiling) = cert_and_ceiling(SINGLE, &[], &[]);
         let (a, b) = tokio::join!(
-            open(&store, cert.clone(), ceiling.clone(), arrival(), limits()),
-            open(&store, cert, ceiling, arrival(), limits()),
+            open(
+                &store,
+                None,
+                cert.clone(),
+                ceiling.clone(),
+                arrival(),
+                limits()
+            ),
+            open(&store, None, cert, ceiling, arrival(), limits()),
         );
         let refused = [&a, &b]
             .iter()
@@ -176,7 +255,7 @@ mod tests {
             .unwrap()
             .transact(|txn| db::revoke(txn, &selector, "test", None))
             .unwrap();
-        let refused = open(&store, cert, ceiling, arrival(), limits()).await;
+        let refused = open(&store, None, cert, ceiling, arrival(), limits()).await;
         assert!(matches!(
             refused,
             Err(AdmitRefusal::State(CertState::Revoked { .. }))

@@ -28,6 +28,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::audit::{Event, SessionId, Store};
 use crate::cert::VerifiedCert;
 use crate::clock;
+use crate::cluster::Cluster;
 use crate::grants::CertFacts;
 pub use recorded::{Denied, Exit, Recorded, RefusedRequest, Unrecorded};
 pub use scope::Scope;
@@ -64,6 +65,8 @@ pub struct LiveSession {
     facts: CertFacts,
     scope: Scope,
     store: Store,
+    /// The cluster whose session index has this session (`[cluster]`).
+    cluster: Option<Arc<Cluster>>,
     limits: SessionLimits,
     /// `Some(reason)` once the session must end (expiry, revocation, idle).
     ending: watch::Sender<Option<String>>,
@@ -80,6 +83,7 @@ impl LiveSession {
         facts: CertFacts,
         scope: Scope,
         store: Store,
+        cluster: Option<Arc<Cluster>>,
         limits: SessionLimits,
     ) -> Arc<LiveSession> {
         let (ending, _) = watch::channel(None);
@@ -89,6 +93,7 @@ impl LiveSession {
             facts,
             scope,
             store,
+            cluster,
             limits,
             ending,
             last_activity: AtomicI64::new(clock::now_us()),
@@ -205,6 +210,11 @@ impl LiveSession {
         }
         if let Err(e) = self.store.end_session(self.id, reason.to_string()).await {
             tracing::error!(error = %e, "could not record the end of a session");
+        }
+        if let Some(cluster) = &self.cluster {
+            if let Err(e) = cluster.end_session(self.id, clock::now_us(), reason).await {
+                tracing::error!(error = %e, "could not end a session in the cluster's index");
+            }
         }
     }
 }

@@ -66,6 +66,20 @@ impl Bastion {
             .collect();
         write_policy(&root.join("policy"), &setup, &targets);
 
+        if !setup.appended.is_empty() {
+            let mut text = fs::read_to_string(&config).expect("read portcullis.toml");
+            for table in &setup.appended {
+                text.push('\n');
+                text.push_str(table);
+            }
+            fs::write(&config, text).expect("write portcullis.toml");
+        }
+        Bastion::launch_in(dir, config, targets)
+    }
+
+    /// Starts `portcullis serve` for the setup in `dir` on a free port.
+    fn launch_in(dir: TempDir, config: PathBuf, targets: Vec<Target>) -> Bastion {
+        let root = dir.path();
         fs::create_dir_all(root.join("agents")).expect("create agents dir");
         let log_path = root.join("serve.log");
         for _ in 0..5 {
@@ -91,6 +105,31 @@ impl Bastion {
             }
         }
         panic!("portcullis serve: no free port after 5 tries")
+    }
+
+    /// Another replica of this bastion's cluster: the same host keys, CAs
+    /// and policy (links to this one's), its own store, config and port,
+    /// with `[cluster] replica = name`. The targets stay this one's.
+    pub fn replica(&self, name: &str) -> Bastion {
+        let dir = tempdir();
+        for shared in ["hostkeys", "ca", "policy"] {
+            std::os::unix::fs::symlink(self.dir().join(shared), dir.path().join(shared))
+                .expect("link the shared setup");
+        }
+        let text = fs::read_to_string(&self.config).expect("read portcullis.toml");
+        let (head, cluster) = text
+            .split_once("[cluster]\n")
+            .expect("a replica is made of a bastion with [cluster]");
+        let cluster: String = cluster
+            .lines()
+            .map(|line| match line.starts_with("replica = ") {
+                true => format!("replica = \"{name}\"\n"),
+                false => format!("{line}\n"),
+            })
+            .collect();
+        let config = dir.path().join("portcullis.toml");
+        fs::write(&config, format!("{head}[cluster]\n{cluster}")).expect("write portcullis.toml");
+        Bastion::launch_in(dir, config, Vec::new())
     }
 
     pub fn dir(&self) -> &Path {

@@ -190,9 +190,11 @@ impl StartFailure {
 mod bastion;
 mod browser;
 mod client;
+mod cluster;
 mod grants;
 mod keys;
 mod outcome;
+mod postgres;
 mod setup;
 mod sftp_raw;
 mod store;
@@ -206,10 +208,14 @@ pub use bastion::*;
 pub use browser::*;
 pub use client::*;
 #[allow(unused_imports)]
+pub use cluster::*;
+#[allow(unused_imports)]
 pub use grants::*;
 pub use keys::*;
 #[allow(unused_imports)]
 pub use outcome::*;
+#[allow(unused_imports)]
+pub use postgres::*;
 pub use setup::*;
 #[allow(unused_imports)]
 pub use sftp_raw::*;

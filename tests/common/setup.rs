@@ -102,6 +102,8 @@ pub struct Setup {
     /// Settings of tables of portcullis.toml (`[ca]`, `[metrics]`): table,
     /// key and TOML value.
     pub table_settings: Vec<(String, String, String)>,
+    /// Whole tables appended to portcullis.toml (`[cluster]` and the like).
+    pub appended: Vec<String>,
 }
 
 impl Setup {

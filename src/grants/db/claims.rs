@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::revocations::{is_suspended, revocation_of};
 use crate::audit::{SessionId, Txn};
+use crate::grants::Revocation;
 
 /// What identifies a presented certificate for revocation and single use.
 #[derive(Debug, Clone)]
@@ -48,20 +49,35 @@ pub fn cert_state(
     cert: &CertFacts,
     single_use: bool,
 ) -> rusqlite::Result<Result<(), CertState>> {
-    if let Some(revocation) = revocation_of(conn, cert)? {
-        return Ok(Err(CertState::Revoked {
+    let revocation = revocation_of(conn, cert)?;
+    let suspended = is_suspended(conn, &cert.key_id)?;
+    let spent = single_use && claim_taken(conn, cert)?;
+    Ok(judge(cert, revocation, suspended, spent))
+}
+
+/// The grant-state rule of admission, whichever store holds the state: a
+/// revocation covering the cert refuses first, then a suspension of its
+/// identity, then a single use already spent.
+pub fn judge(
+    cert: &CertFacts,
+    revocation: Option<Revocation>,
+    suspended: bool,
+    spent: bool,
+) -> Result<(), CertState> {
+    if let Some(revocation) = revocation {
+        return Err(CertState::Revoked {
             fingerprint: cert.fingerprint.clone(),
             selector: revocation.selector.to_string(),
             by: revocation.by,
-        }));
+        });
     }
-    if is_suspended(conn, &cert.key_id)? {
-        return Ok(Err(CertState::Suspended(cert.key_id.clone())));
+    if suspended {
+        return Err(CertState::Suspended(cert.key_id.clone()));
     }
-    if single_use && claim_taken(conn, cert)? {
-        return Ok(Err(CertState::Spent(cert.fingerprint.clone())));
+    if spent {
+        return Err(CertState::Spent(cert.fingerprint.clone()));
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// When portcullis issued the cert with this fingerprint, if it did.

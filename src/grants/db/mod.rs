@@ -16,7 +16,7 @@ use crate::audit::Abort;
 
 use super::GrantError;
 
-pub use claims::{cert_state, claim, issued_at, CertFacts, CertState};
+pub use claims::{cert_state, claim, issued_at, judge, CertFacts, CertState};
 pub use held::{
     claim_approved, create_hold, expire_holds, hold, hold_for_retry, holds, request_kind,
     HoldRecord, HoldStatus, NewHold, RequestKind,
@@ -27,7 +27,8 @@ pub use requests::{
     cert_for_request, create_request, decide, expire_requests, request, requests, IssuedGrant,
 };
 pub use revocations::{
-    is_suspended, last_revocation_id, reinstate, revocation_of, revocations_after, revoke,
+    first_covering, is_suspended, last_revocation_id, reinstate, revocation_of, revocations_after,
+    revoke, NO_TASK,
 };
 
 type Op<T> = Result<T, Abort<GrantError>>;

@@ -97,7 +97,7 @@ pub fn revocation_of(conn: &Connection, cert: &CertFacts) -> rusqlite::Result<Op
            OR (kind = 'fingerprint' AND value IN (?4, ?5))
          ORDER BY id"
     );
-    let task = cert.task.as_deref().unwrap_or("\u{0}no task");
+    let task = cert.task.as_deref().unwrap_or(NO_TASK);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(
         params![
@@ -109,14 +109,27 @@ pub fn revocation_of(conn: &Connection, cert: &CertFacts) -> rusqlite::Result<Op
         ],
         revocation_from_row,
     )?;
+    let mut candidates = Vec::new();
     for row in rows {
         if let Ok(revocation) = row? {
-            if revocation.selector.covers(cert, revocation.at_us) {
-                return Ok(Some(revocation));
-            }
+            candidates.push(revocation);
         }
     }
-    Ok(None)
+    Ok(first_covering(cert, candidates))
+}
+
+/// What a cert without a task is looked up by: no task revocation names it.
+pub const NO_TASK: &str = "\u{0}no task";
+
+/// Of the candidate revocations (oldest first), the first that covers
+/// `cert` by [`RevokeSelector::covers`], the one rule.
+pub fn first_covering(
+    cert: &CertFacts,
+    candidates: impl IntoIterator<Item = Revocation>,
+) -> Option<Revocation> {
+    candidates
+        .into_iter()
+        .find(|revocation| revocation.selector.covers(cert, revocation.at_us))
 }
 
 /// Revocations newer than `after` (an id), oldest first.

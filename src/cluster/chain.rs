@@ -1,0 +1,117 @@
+//! The chain of the control decisions kept in the shared database
+//! (revocations, suspensions, reinstatements): each row's hash covers the
+//! previous row's hash and its own fields, so an edit, a removal or an
+//! insertion shows in `portcullis verify`.
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
+
+use super::{Cluster, ClusterError};
+use crate::clock;
+
+/// What a walk of the shared chain found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub events: i64,
+    /// The first row whose hash or link does not hold, and why.
+    pub broken: Option<(i64, String)>,
+}
+
+/// Appends one event in the caller's transaction (which the head row's
+/// lock serializes with every other append).
+pub(super) async fn append(
+    txn: &impl GenericClient,
+    source: &str,
+    kind: &str,
+    body: &serde_json::Value,
+) -> Result<(), ClusterError> {
+    let head = txn
+        .query_one("SELECT seq, hash FROM chain_head FOR UPDATE", &[])
+        .await?;
+    let seq: i64 = head.try_get::<_, i64>(0)? + 1;
+    let prev: String = head.try_get(1)?;
+    let at_us = clock::now_us();
+    let body = body.to_string();
+    let hash = link(&prev, seq, at_us, source, kind, &body);
+    txn.execute(
+        "INSERT INTO events (seq, at_us, source, kind, body, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&seq, &at_us, &source, &kind, &body, &prev, &hash],
+    )
+    .await?;
+    txn.execute("UPDATE chain_head SET seq = $1, hash = $2", &[&seq, &hash])
+        .await?;
+    Ok(())
+}
+
+fn link(prev: &str, seq: i64, at_us: i64, source: &str, kind: &str, body: &str) -> String {
+    let mut hasher = Sha256::new();
+    for field in [
+        prev,
+        &seq.to_string(),
+        &at_us.to_string(),
+        source,
+        kind,
+        body,
+    ] {
+        // Length-prefixed, so no two field lists hash alike.
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+impl Cluster {
+    /// Walks the whole shared chain, and checks the head names its end.
+    pub async fn verify_chain(&self) -> Result<ChainReport, ClusterError> {
+        self.run(async |client| {
+            let rows = client
+                .query(
+                    "SELECT seq, at_us, source, kind, body, prev_hash, hash FROM events ORDER BY seq",
+                    &[],
+                )
+                .await?;
+            let head = client.query_one("SELECT seq, hash FROM chain_head", &[]).await?;
+            let (mut expected_seq, mut prev) = (1i64, String::new());
+            let mut broken = None;
+            for row in &rows {
+                let seq: i64 = row.try_get(0)?;
+                let stored: String = row.try_get(6)?;
+                let computed = link(
+                    &prev,
+                    seq,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                );
+                let problem = if seq != expected_seq {
+                    Some(format!("expected seq {expected_seq}"))
+                } else if row.try_get::<_, String>(5)? != prev {
+                    Some("its link does not name the previous row".to_owned())
+                } else if computed != stored {
+                    Some("its hash does not match its fields".to_owned())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    broken = Some((seq, problem));
+                    break;
+                }
+                expected_seq += 1;
+                prev = stored;
+            }
+            if broken.is_none()
+                && (head.try_get::<_, i64>(0)? != expected_seq - 1
+                    || head.try_get::<_, String>(1)? != prev)
+            {
+                broken = Some((expected_seq, "the head does not name the last row".to_owned()));
+            }
+            Ok(ChainReport {
+                events: rows.len() as i64,
+                broken,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,119 @@
+//! The shared tables, created (under an advisory lock, so replicas
+//! starting together do not race) by whichever connects first.
+
+use tokio_postgres::Client;
+
+use super::ClusterError;
+
+/// The version these tables are at; a database at a later one refuses.
+const VERSION: i32 = 1;
+/// Any number, the same in every replica: the lock the migration holds.
+const MIGRATION_LOCK: i64 = 0x706f_7274_6375;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+-- One row: the last revocation id. Taking it FOR UPDATE numbers
+-- revocations in commit order.
+CREATE TABLE IF NOT EXISTS revocation_head (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    id BIGINT NOT NULL
+);
+INSERT INTO revocation_head (one, id) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS revocations (
+    id BIGINT PRIMARY KEY,
+    at_us BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS revocations_by_value ON revocations (kind, value);
+CREATE TABLE IF NOT EXISTS suspensions (
+    id BIGSERIAL PRIMARY KEY,
+    identity TEXT NOT NULL,
+    at_us BIGINT NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT,
+    lifted_at_us BIGINT,
+    lifted_by TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS suspensions_in_force ON suspensions (identity)
+    WHERE lifted_at_us IS NULL;
+CREATE TABLE IF NOT EXISTS claims (
+    cert_fingerprint TEXT PRIMARY KEY,
+    replica TEXT NOT NULL,
+    local_id BIGINT,
+    claimed_at_us BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replicas (
+    name TEXT PRIMARY KEY,
+    started_at_us BIGINT NOT NULL,
+    heartbeat_at_us BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    replica TEXT NOT NULL,
+    local_id BIGINT NOT NULL,
+    started_at_us BIGINT NOT NULL,
+    ended_at_us BIGINT,
+    end_reason TEXT,
+    identity TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    task TEXT,
+    cert_serial TEXT NOT NULL,
+    ca_fingerprint TEXT NOT NULL,
+    cert_fingerprint TEXT,
+    role TEXT,
+    client_addr TEXT NOT NULL,
+    target TEXT NOT NULL,
+    login TEXT NOT NULL,
+    PRIMARY KEY (replica, local_id)
+);
+CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_at_us);
+CREATE INDEX IF NOT EXISTS sessions_open ON sessions (replica) WHERE ended_at_us IS NULL;
+-- The control decisions, hash-chained; the one head row is taken FOR
+-- UPDATE by every append.
+CREATE TABLE IF NOT EXISTS chain_head (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO chain_head (one, seq, hash) VALUES (TRUE, 0, '') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT PRIMARY KEY,
+    at_us BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+pub(super) async fn migrate(client: &Client) -> Result<(), ClusterError> {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {TABLES}"
+        ))
+        .await?;
+    let found: Option<i32> = client
+        .query_opt("SELECT max(version) FROM schema_version", &[])
+        .await?
+        .and_then(|row| row.get(0));
+    match found {
+        Some(version) if version > VERSION => {
+            client.batch_execute("ROLLBACK").await?;
+            return Err(ClusterError::NewerSchema(version));
+        }
+        Some(_) => {}
+        None => {
+            client
+                .execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&VERSION],
+                )
+                .await?;
+        }
+    }
+    client.batch_execute("COMMIT").await?;
+    Ok(())
+}

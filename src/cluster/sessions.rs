@@ -1,0 +1,233 @@
+//! The session index every replica writes its sessions to, and the
+//! heartbeats by which the others learn a replica died (and mark its open
+//! sessions interrupted).
+
+use std::time::Duration;
+
+use tokio_postgres::Row;
+
+use super::{corrupt, Cluster, ClusterError};
+use crate::audit::{SessionFilter, SessionId, SessionRecord, INTERRUPTED};
+
+/// PostgreSQL's own clock in unix micros: heartbeats and their ages are
+/// judged on one clock, whatever the replicas' clocks say.
+const DB_NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+/// A session as the index has it: which replica recorded it, and its row.
+#[derive(Debug, Clone)]
+pub struct ClusterSession {
+    pub replica: String,
+    pub record: SessionRecord,
+}
+
+/// Sessions a sweep marked interrupted: (replica, local session id).
+pub type Sweep = Vec<(String, i64)>;
+
+impl Cluster {
+    /// Claims this replica's name for a starting server: refused while
+    /// another live replica heartbeats under it. Sessions this name left
+    /// open (it was killed) are marked interrupted.
+    pub async fn join(&self) -> Result<(), ClusterError> {
+        let replica = self.replica().to_owned();
+        let dead_after = micros(self.settings().dead_after);
+        self.run(async move |client| {
+            let txn = client.transaction().await?;
+            let fresh: Option<bool> = txn
+                .query_opt(
+                    &format!(
+                        "SELECT heartbeat_at_us > {DB_NOW_US} - $2 FROM replicas WHERE name = $1 FOR UPDATE"
+                    ),
+                    &[&replica, &dead_after],
+                )
+                .await?
+                .map(|row| row.get(0));
+            if fresh == Some(true) {
+                return Err(ClusterError::NameInUse(replica));
+            }
+            txn.execute(
+                &format!(
+                    "INSERT INTO replicas (name, started_at_us, heartbeat_at_us)
+                     VALUES ($1, {DB_NOW_US}, {DB_NOW_US})
+                     ON CONFLICT (name) DO UPDATE
+                     SET started_at_us = EXCLUDED.started_at_us, heartbeat_at_us = EXCLUDED.heartbeat_at_us"
+                ),
+                &[&replica],
+            )
+            .await?;
+            txn.execute(
+                &format!(
+                    "UPDATE sessions SET ended_at_us = {DB_NOW_US}, end_reason = $2
+                     WHERE replica = $1 AND ended_at_us IS NULL"
+                ),
+                &[&replica, &INTERRUPTED],
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A stopping server gives its name back: a restart may take it at once.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        let replica = self.replica().to_owned();
+        self.run(async move |client| {
+            client
+                .execute(
+                    "UPDATE replicas SET heartbeat_at_us = 0 WHERE name = $1",
+                    &[&replica],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// This replica is alive; then any replica silent for `dead_after` has
+    /// its open sessions marked interrupted (returned).
+    pub async fn heartbeat_and_sweep(&self) -> Result<Sweep, ClusterError> {
+        let replica = self.replica().to_owned();
+        let dead_after = micros(self.settings().dead_after);
+        self.run(async move |client| {
+            client
+                .execute(
+                    &format!("UPDATE replicas SET heartbeat_at_us = {DB_NOW_US} WHERE name = $1"),
+                    &[&replica],
+                )
+                .await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "UPDATE sessions s
+                         SET ended_at_us = {DB_NOW_US},
+                             end_reason = $3 || ': replica ' || r.name || ' stopped answering'
+                         FROM replicas r
+                         WHERE s.replica = r.name AND s.ended_at_us IS NULL AND r.name <> $1
+                           AND r.heartbeat_at_us < {DB_NOW_US} - $2
+                         RETURNING s.replica, s.local_id"
+                    ),
+                    &[&replica, &dead_after, &INTERRUPTED],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+        .await
+    }
+
+    /// Puts a session this replica recorded into the index, and ties the
+    /// single use it claimed (if any) to it.
+    pub async fn index_session(
+        &self,
+        record: &SessionRecord,
+        claimed: bool,
+    ) -> Result<(), ClusterError> {
+        let replica = self.replica().to_owned();
+        self.run(async move |client| {
+            let txn = client.transaction().await?;
+            txn.execute(
+                "INSERT INTO sessions (replica, local_id, started_at_us, identity, key_id, task,
+                     cert_serial, ca_fingerprint, cert_fingerprint, role, client_addr, target, login)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                &[
+                    &replica,
+                    &record.id.0,
+                    &record.started_at_us,
+                    &record.identity,
+                    &record.key_id,
+                    &record.task,
+                    &record.cert_serial.to_string(),
+                    &record.ca_fingerprint,
+                    &record.cert_fingerprint,
+                    &record.role,
+                    &record.client_addr,
+                    &record.target,
+                    &record.login,
+                ],
+            )
+            .await?;
+            if claimed {
+                txn.execute(
+                    "UPDATE claims SET local_id = $1 WHERE cert_fingerprint = $2 AND replica = $3",
+                    &[&record.id.0, &record.cert_fingerprint, &replica],
+                )
+                .await?;
+            }
+            txn.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Marks a session of this replica ended in the index.
+    pub async fn end_session(
+        &self,
+        id: SessionId,
+        at_us: i64,
+        reason: &str,
+    ) -> Result<(), ClusterError> {
+        let replica = self.replica().to_owned();
+        self.run(async move |client| {
+            client
+                .execute(
+                    "UPDATE sessions SET ended_at_us = $3, end_reason = $4
+                     WHERE replica = $1 AND local_id = $2 AND ended_at_us IS NULL",
+                    &[&replica, &id.0, &at_us, &reason],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The sessions of every replica matching `filter`, oldest first.
+    pub async fn sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Vec<ClusterSession>, ClusterError> {
+        self.run(async move |client| {
+            let rows = client
+                .query(
+                    "SELECT replica, local_id, started_at_us, ended_at_us, end_reason, identity, key_id,
+                            task, cert_serial, ca_fingerprint, cert_fingerprint, role, client_addr,
+                            target, login
+                     FROM sessions
+                     WHERE ($1::text IS NULL OR identity = $1)
+                       AND ($2::text IS NULL OR task = $2)
+                       AND ($3::text IS NULL OR target = $3)
+                       AND ($4::bigint IS NULL OR started_at_us >= $4)
+                     ORDER BY started_at_us, replica, local_id",
+                    &[&filter.identity, &filter.task, &filter.target, &filter.since_us],
+                )
+                .await?;
+            rows.iter().map(session_from_row).collect()
+        })
+        .await
+    }
+}
+
+fn session_from_row(row: &Row) -> Result<ClusterSession, ClusterError> {
+    let serial: String = row.try_get(8)?;
+    Ok(ClusterSession {
+        replica: row.try_get(0)?,
+        record: SessionRecord {
+            id: SessionId(row.try_get(1)?),
+            started_at_us: row.try_get(2)?,
+            ended_at_us: row.try_get(3)?,
+            end_reason: row.try_get(4)?,
+            identity: row.try_get(5)?,
+            key_id: row.try_get(6)?,
+            task: row.try_get(7)?,
+            cert_serial: serial.parse().map_err(corrupt("session serial"))?,
+            ca_fingerprint: row.try_get(9)?,
+            cert_fingerprint: row.try_get(10)?,
+            role: row.try_get(11)?,
+            client_addr: row.try_get(12)?,
+            target: row.try_get(13)?,
+            login: row.try_get(14)?,
+        },
+    })
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}

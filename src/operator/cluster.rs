@@ -1,0 +1,85 @@
+//! The operator's commands against the cluster's shared database
+//! (`[cluster]`): revoke and reinstate there, so every replica applies
+//! them; list every replica's sessions; check the shared chain.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::audit::SessionFilter;
+use crate::cluster::{ChainReport, Cluster};
+use crate::config::ClusterSettings;
+use crate::grants::admin::operator;
+use crate::grants::RevokeSelector;
+use crate::replay::{self, SessionsArgs};
+
+/// Runs `op` on a fresh connection to the cluster, from a plain CLI process.
+fn with_cluster<T>(
+    settings: &ClusterSettings,
+    op: impl AsyncFnOnce(&Cluster) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let cluster = Cluster::new(settings)?;
+    runtime.block_on(op(&cluster))
+}
+
+pub fn revoke(
+    settings: &ClusterSettings,
+    selector: RevokeSelector,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    let by = operator();
+    let id = with_cluster(settings, async |cluster| {
+        Ok(cluster.revoke(&selector, &by, reason).await??)
+    })?;
+    eprintln!(
+        "portcullis: revoked {selector} (revocation {id}) in the cluster; live sessions using it end within a second on every replica"
+    );
+    if let RevokeSelector::Identity(identity) = &selector {
+        eprintln!(
+            "portcullis: identity {identity} is suspended: no new sessions until `portcullis reinstate {identity}`"
+        );
+    }
+    Ok(())
+}
+
+pub fn reinstate(settings: &ClusterSettings, identity: &str) -> anyhow::Result<()> {
+    let by = operator();
+    with_cluster(settings, async |cluster| {
+        Ok(cluster.reinstate(identity, &by).await??)
+    })?;
+    eprintln!("portcullis: identity {identity} reinstated in the cluster by {by}");
+    Ok(())
+}
+
+/// `portcullis sessions` with `[cluster]`: the index of every replica
+/// (`--refused` stays this replica's store: refusals open no session).
+pub fn sessions(
+    settings: &ClusterSettings,
+    args: &SessionsArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let filter = SessionFilter {
+        identity: args.identity.clone(),
+        task: args.task.clone(),
+        target: args.target.clone(),
+        since_us: args.since,
+        ..SessionFilter::default()
+    };
+    let list = with_cluster(settings, async |cluster| {
+        Ok(cluster.sessions(&filter).await?)
+    })?;
+    match args.json {
+        true => replay::write_cluster_sessions_json(&list, out)?,
+        false => replay::write_cluster_sessions(&list, out)?,
+    }
+    Ok(())
+}
+
+/// The shared chain's walk, for `portcullis verify`.
+pub fn verify_chain(settings: &ClusterSettings) -> anyhow::Result<ChainReport> {
+    with_cluster(settings, async |cluster| Ok(cluster.verify_chain().await?))
+}

@@ -1,0 +1,319 @@
+//! Past one machine: replicas sharing their control state in a real
+//! PostgreSQL (a throwaway cluster per test), a real HAProxy in front
+//! sending PROXY v2, real ssh clients through it.
+//!
+//! What is shown: sessions spread over replicas are listed together;
+//! a revocation in the database ends a session on another replica within a
+//! second; a single-use cert used through two replicas at once admits
+//! exactly one, 200 times over; a replica killed mid-session has its
+//! session marked interrupted by the others; with the database lost, new
+//! sessions are refused (one line, on record) until it is back.
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Two replicas on one database, and the balancer in front.
+struct Cluster {
+    a: Bastion,
+    b: Bastion,
+    lb: ClusterBalancer,
+    pg: Postgres,
+}
+
+fn cluster(setup: Setup) -> Cluster {
+    let pg = Postgres::start();
+    let a = Bastion::start(setup.cluster(&pg.url(), "a", "2s"));
+    let b = a.replica("b");
+    let lb = ClusterBalancer::start(&[a.port, b.port]);
+    Cluster { a, b, lb, pg }
+}
+
+/// `portcullis sessions --json` with `[cluster]`: every replica's.
+fn cluster_sessions(b: &Bastion) -> Vec<Value> {
+    json_of(b, "sessions", &["--json"])
+        .as_array()
+        .cloned()
+        .expect("an array")
+}
+
+/// An agent session holding `cat` open through `port`, until dropped.
+struct Held {
+    child: std::process::Child,
+}
+
+impl Held {
+    fn open(port: u16, agent: &Agent<'_>) -> Held {
+        let cert = agent.cert.as_ref().expect("a cert");
+        let child = ssh_via_command(port, &agent.key.private, cert, "cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ssh");
+        Held { child }
+    }
+
+    /// Waits for the session to end; how long that took.
+    fn ended_within(&mut self, bound: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn open_on(c: &Cluster, replica: &str) -> Value {
+    eventually(&format!("an open session on replica {replica}"), || {
+        let all = cluster_sessions(&c.a);
+        all.iter()
+            .find(|s| s["replica"] == replica && s["ended_at"].is_null())
+            .cloned()
+            .ok_or_else(|| format!("{all:#?}"))
+    })
+}
+
+#[test]
+fn sessions_spread_over_replicas_all_appear_in_one_listing() {
+    let c = cluster(Setup::standard());
+    let agent = c.a.granted_agent();
+    let cert = agent.cert.clone().expect("a cert");
+    for i in 0..4 {
+        let out = ssh_via(
+            c.lb.spread,
+            &agent.key.private,
+            &cert,
+            &format!("echo spread-{i}"),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("spread-{i}\n"),
+            "{out:?}\n{}\n{}",
+            c.a.log(),
+            c.b.log()
+        );
+    }
+    for listing_from in [&c.a, &c.b] {
+        let all = eventually("four ended sessions in the index", || {
+            let all = cluster_sessions(listing_from);
+            let ended = all.iter().filter(|s| !s["ended_at"].is_null()).count();
+            (ended == 4)
+                .then_some(all.clone())
+                .ok_or(format!("{all:#?}"))
+        });
+        let replicas: BTreeSet<&str> = all.iter().filter_map(|s| s["replica"].as_str()).collect();
+        assert_eq!(
+            replicas,
+            BTreeSet::from(["a", "b"]),
+            "round robin: {all:#?}"
+        );
+        for s in &all {
+            assert!(
+                s["client_addr"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("[::1]:")),
+                "PROXY v2: {s}"
+            );
+            assert_eq!(s["identity"], AGENT);
+            assert_eq!(s["end_reason"], "client disconnected", "{s}");
+        }
+    }
+    // Each replica keeps its own sessions in its own store.
+    let local_a = c.a.cli_ok("events", &["--json"]);
+    assert!(String::from_utf8_lossy(&local_a.stdout).contains("spread-"));
+    let text = String::from_utf8_lossy(&c.a.cli_ok("sessions", &[]).stdout).to_string();
+    assert!(text.starts_with("REPLICA"), "{text}");
+}
+
+#[test]
+fn a_revocation_in_the_database_ends_a_session_on_another_replica_within_a_second() {
+    let c = cluster(Setup::standard());
+    let agent = c.a.granted_agent();
+    let mut held = Held::open(c.lb.to[1], &agent);
+    let session = open_on(&c, "b");
+    // Revoked through replica a's config: the database is what they share.
+    let revoked = Instant::now();
+    c.a.cli_ok("revoke", &["--task", "T-1"]);
+    let committed = revoked.elapsed();
+    let ended = held
+        .ended_within(Duration::from_secs(5))
+        .expect("the session on b ends");
+    eprintln!(
+        "revocation: committed by the CLI in {committed:?}; session on b ended {ended:?} after"
+    );
+    assert!(
+        ended < Duration::from_secs(1),
+        "ended {ended:?} after the revocation committed"
+    );
+    let id = session["id"].as_i64().expect("an id");
+    eventually("b records the revocation it applied", || {
+        let events = all_events(&c.b);
+        let applied = events.iter().any(|e| {
+            e["kind"] == "revocation.applied"
+                && e["sessions_ended"]
+                    .as_array()
+                    .is_some_and(|s| s.contains(&Value::from(id)))
+        });
+        applied.then_some(()).ok_or(format!("{events:#?}"))
+    });
+    eventually("the index says why it ended", || {
+        let all = cluster_sessions(&c.a);
+        let s = all.iter().find(|s| s["replica"] == "b" && s["id"] == id);
+        match s {
+            Some(s) if s["end_reason"] == "the grant was revoked" => Ok(()),
+            _ => Err(format!("{all:#?}")),
+        }
+    });
+    // And the revoked cert is refused on every replica from now on.
+    for port in &c.lb.to {
+        let out = ssh_via(
+            *port,
+            &agent.key.private,
+            agent.cert.as_ref().unwrap(),
+            "echo no",
+        );
+        assert_eq!(out.status.code(), Some(255), "{out:?}");
+        assert!(out.stdout.is_empty());
+    }
+    let verify = c.a.cli_ok("verify", &[]);
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains("cluster chain: 1 events, intact"),
+        "{verify:?}"
+    );
+}
+
+#[test]
+fn a_single_use_cert_used_through_two_replicas_at_once_admits_exactly_one() {
+    let setup = Setup::standard()
+        .with_role(|r| r.single_session(true))
+        .limit("auth_failures_exempt", "[\"::1/128\"]");
+    let c = cluster(setup);
+    const TRIALS: usize = 200;
+    // Four races at a time (each its own cert), so 200 fit in the suite.
+    const AT_ONCE: usize = 4;
+    let mut admitted_on = [0usize; 2];
+    for round in 0..TRIALS / AT_ONCE {
+        let entrants: Vec<(AgentKey, PathBuf)> = (0..AT_ONCE)
+            .map(|i| {
+                let key = c.a.new_key();
+                let task = format!("race-{round}-{i}");
+                let cert = grant(&c.a, AGENT, ROLE, "10m", &key, Some(&task));
+                (key, cert)
+            })
+            .collect();
+        let results: Vec<Vec<std::process::Output>> = std::thread::scope(|s| {
+            let races: Vec<Vec<_>> = entrants
+                .iter()
+                .map(|(key, cert)| {
+                    c.lb.to
+                        .iter()
+                        .map(|port| s.spawn(|| ssh_via(*port, &key.private, cert, "echo won")))
+                        .collect()
+                })
+                .collect();
+            races
+                .into_iter()
+                .map(|runs| {
+                    runs.into_iter()
+                        .map(|r| r.join().expect("ssh thread"))
+                        .collect()
+                })
+                .collect()
+        });
+        for outs in results {
+            let won: Vec<usize> = (0..2).filter(|i| outs[*i].stdout == b"won\n").collect();
+            assert_eq!(won.len(), 1, "round {round}: {outs:?}");
+            admitted_on[won[0]] += 1;
+            let lost = &outs[1 - won[0]];
+            assert_eq!(lost.status.code(), Some(255), "round {round}: {lost:?}");
+        }
+    }
+    eprintln!(
+        "single-use race: {TRIALS} trials, won on a {} times, on b {} times",
+        admitted_on[0], admitted_on[1]
+    );
+    let claims =
+        c.pg.psql("SELECT count(*) FROM claims WHERE local_id IS NOT NULL");
+    assert_eq!(claims, TRIALS.to_string());
+    let sessions = cluster_sessions(&c.a);
+    assert_eq!(sessions.len(), TRIALS, "one session per cert");
+}
+
+#[test]
+fn a_replica_killed_mid_session_has_its_session_marked_interrupted_by_the_others() {
+    let c = cluster(Setup::standard());
+    let agent = c.a.granted_agent();
+    let _held = Held::open(c.lb.to[1], &agent);
+    let session = open_on(&c, "b");
+    c.b.kill9();
+    let killed = Instant::now();
+    let marked = eventually("a marks b's session interrupted", || {
+        let all = cluster_sessions(&c.a);
+        let s = all
+            .iter()
+            .find(|s| s["replica"] == "b" && s["id"] == session["id"]);
+        match s.and_then(|s| s["end_reason"].as_str()) {
+            Some(reason) if reason.starts_with("interrupted") => Ok(reason.to_owned()),
+            _ => Err(format!("{all:#?}")),
+        }
+    });
+    eprintln!(
+        "b killed; its session marked {marked:?} after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(marked, "interrupted: replica b stopped answering");
+    // a goes on admitting.
+    let out = ssh_via(
+        c.lb.to[0],
+        &agent.key.private,
+        agent.cert.as_ref().unwrap(),
+        "echo alive",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n", "{out:?}");
+}
+
+#[test]
+fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
+    let c = cluster(Setup::standard());
+    let agent = c.a.granted_agent();
+    let cert = agent.cert.clone().expect("a cert");
+    let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo before");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n", "{out:?}");
+    c.pg.halt();
+    let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo during");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    eventually("the refusal on a's record", || {
+        let refused = refused_json(&c.a);
+        let found = refused.as_array().into_iter().flatten().any(|e| {
+            e["kind"] == "auth.refused"
+                && e["reason"] == "the cluster database cannot be reached, so no session is opened"
+        });
+        found.then_some(()).ok_or(format!("{refused:#}"))
+    });
+    c.pg.resume();
+    eventually("a admits again once the database is back", || {
+        let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo after");
+        (out.stdout == b"after\n")
+            .then_some(())
+            .ok_or(format!("{out:?}"))
+    });
+    let _ = std::io::stderr().flush();
+}
