@@ -11,11 +11,13 @@ use serde::Deserialize;
 
 use crate::cidr::Cidr;
 
+mod archive;
 mod cluster;
 mod limits;
 mod notify;
 mod syslog;
 mod web;
+pub use archive::ArchiveSettings;
 pub use cluster::{ClusterSettings, DEFAULT_DEAD_AFTER};
 use limits::LimitsFile;
 pub use limits::{Limits, Rate};
@@ -75,6 +77,8 @@ struct ConfigFile {
     notify: notify::NotifyFile,
     #[serde(default)]
     cluster: cluster::ClusterFile,
+    #[serde(default)]
+    archive: archive::ArchiveFile,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
@@ -142,6 +146,8 @@ pub struct Config {
     /// `[cluster]`: the shared PostgreSQL control state; `None`: this
     /// machine's SQLite store holds everything.
     pub cluster: Option<ClusterSettings>,
+    /// `[archive]`: where ended sessions are sealed (with `[cluster]`).
+    pub archive: Option<ArchiveSettings>,
 }
 
 impl Config {
@@ -249,7 +255,22 @@ impl Config {
                 message: "[ca] write_krl is not kept from the cluster's revocations: leave it out with [cluster]".into(),
             });
         }
+        let archive = parsed
+            .archive
+            .resolve(&base)
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        if archive.is_some() && cluster.is_none() {
+            // The archive's seals are kept in the cluster's chain.
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: "[archive] needs [cluster]: the seals of archived sessions are kept in its database".into(),
+            });
+        }
         Ok(Config {
+            archive,
             cluster,
             syslog,
             notify,

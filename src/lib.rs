@@ -7,6 +7,7 @@
 
 // Layers, lowest first; a module imports only from layers below it
 // (docs/ARCHITECTURE.md).
+pub mod archive;
 pub mod audit;
 pub mod cert;
 pub mod cidr;

@@ -83,6 +83,10 @@ enum Command {
         session: i64,
         #[arg(long)]
         json: bool,
+        /// With `[cluster]`: the replica that recorded the session, when it
+        /// is not this one (read from the archive)
+        #[arg(long)]
+        replica: Option<String>,
     },
     /// Play a session back in the terminal with its original timing
     Replay(replay::ReplayArgs),
@@ -93,6 +97,10 @@ enum Command {
         session: Option<i64>,
         #[arg(long)]
         json: bool,
+        /// With `[cluster]`: check SESSION of this replica in the archive
+        /// against its chained seal
+        #[arg(long, requires = "session")]
+        replica: Option<String>,
     },
     /// Validate the config and the policy, printing every problem with file:line
     Check,
@@ -146,10 +154,18 @@ fn main() -> ExitCode {
         Command::Reinstate { identity } => reinstate(&config_path, &identity),
         Command::Sessions(args) => sessions(&config_path, &args),
         Command::Events(args) => events(&config_path, &args),
-        Command::Show { session, json } => show(&config_path, session, json),
+        Command::Show {
+            session,
+            json,
+            replica,
+        } => show(&config_path, session, json, replica.as_deref()),
         Command::Replay(args) => replay(&config_path, &args),
         Command::Export(args) => export(&config_path, &args),
-        Command::Verify { session, json } => verify(&config_path, session, json),
+        Command::Verify {
+            session,
+            json,
+            replica,
+        } => verify(&config_path, session, json, replica.as_deref()),
         Command::Check => check(&config_path),
         Command::Reload => reload(&config_path),
         Command::GenerateDocs { dir } => generate_docs(&dir),
@@ -380,29 +396,63 @@ fn events(config_path: &Path, args: &replay::EventsArgs) -> anyhow::Result<ExitC
 }
 
 /// `portcullis show SESSION`
-fn show(config_path: &Path, session: i64, json: bool) -> anyhow::Result<ExitCode> {
+fn show(
+    config_path: &Path,
+    session: i64,
+    json: bool,
+    replica: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    replay::show(&config.store, session, json, &mut std::io::stdout().lock())?;
+    let out = &mut std::io::stdout().lock();
+    match operator::cluster::elsewhere(&config, replica) {
+        Some(replica) => {
+            let transcript = operator::cluster::archived_transcript(&config, replica, session)?;
+            replay::show_transcript(&transcript, json, out)?;
+        }
+        None => replay::show(&config.store, session, json, out)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis replay SESSION [--speed X] [--max-idle SECONDS]`
 fn replay(config_path: &Path, args: &replay::ReplayArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    replay::replay(&config.store, args)?;
+    match operator::cluster::elsewhere(&config, args.replica.as_deref()) {
+        Some(replica) => {
+            let transcript =
+                operator::cluster::archived_transcript(&config, replica, args.session)?;
+            replay::replay_transcript(&transcript, args)?;
+        }
+        None => replay::replay(&config.store, args)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis export SESSION --format asciicast|json [-o FILE]`
 fn export(config_path: &Path, args: &replay::ExportArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    replay::export(&config.store, args)?;
+    match operator::cluster::elsewhere(&config, args.replica.as_deref()) {
+        Some(replica) => {
+            let transcript =
+                operator::cluster::archived_transcript(&config, replica, args.session)?;
+            replay::export_transcript(&transcript, args)?;
+        }
+        None => replay::export(&config.store, args)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `portcullis verify [SESSION]`
-fn verify(config_path: &Path, session: Option<i64>, json: bool) -> anyhow::Result<ExitCode> {
+fn verify(
+    config_path: &Path,
+    session: Option<i64>,
+    json: bool,
+    replica: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
+    if let (Some(replica), Some(id)) = (operator::cluster::elsewhere(&config, replica), session) {
+        return verify_archived(&config, replica, id);
+    }
     let mut intact = replay::verify(&config.store, session, json, &mut std::io::stdout().lock())?;
     if let (Some(cluster), None) = (&config.cluster, session) {
         let report = operator::cluster::verify_chain(cluster)?;
@@ -420,6 +470,34 @@ fn verify(config_path: &Path, session: Option<i64>, json: bool) -> anyhow::Resul
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `portcullis verify SESSION --replica NAME`: the archived object against
+/// its seal, and the cluster's chain that holds the seal.
+fn verify_archived(config: &Config, replica: &str, id: i64) -> anyhow::Result<ExitCode> {
+    let transcript = match operator::cluster::archived_transcript(config, replica, id) {
+        Ok(transcript) => transcript,
+        Err(e) => {
+            println!("session {replica}/{id}: FAILED: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "session {replica}/{id}: the archived object matches its seal ({} rows)",
+        transcript.events.len()
+    );
+    let cluster = config.cluster.as_ref().context("[cluster]")?;
+    let report = operator::cluster::verify_chain(cluster)?;
+    match &report.broken {
+        None => {
+            println!("cluster chain: {} events, intact", report.events);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((seq, problem)) => {
+            println!("cluster chain: BROKEN at event {seq}: {problem}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `portcullis check`

@@ -11,88 +11,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-/// Two replicas on one database, and the balancer in front.
-struct Cluster {
-    a: Bastion,
-    b: Bastion,
-    lb: ClusterBalancer,
-    pg: Postgres,
-}
-
-fn cluster(setup: Setup) -> Cluster {
-    let pg = Postgres::start();
-    let a = Bastion::start(setup.cluster(&pg.url(), "a", "2s"));
-    let b = a.replica("b");
-    let lb = ClusterBalancer::start(&[a.port, b.port]);
-    Cluster { a, b, lb, pg }
-}
-
-/// `portcullis sessions --json` with `[cluster]`: every replica's.
-fn cluster_sessions(b: &Bastion) -> Vec<Value> {
-    json_of(b, "sessions", &["--json"])
-        .as_array()
-        .cloned()
-        .expect("an array")
-}
-
-/// An agent session holding `cat` open through `port`, until dropped.
-struct Held {
-    child: std::process::Child,
-}
-
-impl Held {
-    fn open(port: u16, agent: &Agent<'_>) -> Held {
-        let cert = agent.cert.as_ref().expect("a cert");
-        let child = ssh_via_command(port, &agent.key.private, cert, "cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ssh");
-        Held { child }
-    }
-
-    /// Waits for the session to end; how long that took.
-    fn ended_within(&mut self, bound: Duration) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < bound {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Some(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn open_on(c: &Cluster, replica: &str) -> Value {
-    eventually(&format!("an open session on replica {replica}"), || {
-        let all = cluster_sessions(&c.a);
-        all.iter()
-            .find(|s| s["replica"] == replica && s["ended_at"].is_null())
-            .cloned()
-            .ok_or_else(|| format!("{all:#?}"))
-    })
-}
-
 #[test]
 fn sessions_spread_over_replicas_all_appear_in_one_listing() {
-    let c = cluster(Setup::standard());
+    let c = Rig::start(Setup::standard());
     let agent = c.a.granted_agent();
     let cert = agent.cert.clone().expect("a cert");
     for i in 0..4 {
@@ -144,10 +71,10 @@ fn sessions_spread_over_replicas_all_appear_in_one_listing() {
 
 #[test]
 fn a_revocation_in_the_database_ends_a_session_on_another_replica_within_a_second() {
-    let c = cluster(Setup::standard());
+    let c = Rig::start(Setup::standard());
     let agent = c.a.granted_agent();
     let mut held = Held::open(c.lb.to[1], &agent);
-    let session = open_on(&c, "b");
+    let session = c.open_on("b");
     // Revoked through replica a's config: the database is what they share.
     let revoked = Instant::now();
     c.a.cli_ok("revoke", &["--task", "T-1"]);
@@ -204,7 +131,7 @@ fn a_single_use_cert_used_through_two_replicas_at_once_admits_exactly_one() {
     let setup = Setup::standard()
         .with_role(|r| r.single_session(true))
         .limit("auth_failures_exempt", "[\"::1/128\"]");
-    let c = cluster(setup);
+    let c = Rig::start(setup);
     const TRIALS: usize = 200;
     // Four races at a time (each its own cert), so 200 fit in the suite.
     const AT_ONCE: usize = 4;
@@ -258,10 +185,10 @@ fn a_single_use_cert_used_through_two_replicas_at_once_admits_exactly_one() {
 
 #[test]
 fn a_replica_killed_mid_session_has_its_session_marked_interrupted_by_the_others() {
-    let c = cluster(Setup::standard());
+    let c = Rig::start(Setup::standard());
     let agent = c.a.granted_agent();
     let _held = Held::open(c.lb.to[1], &agent);
-    let session = open_on(&c, "b");
+    let session = c.open_on("b");
     c.b.kill9();
     let killed = Instant::now();
     let marked = eventually("a marks b's session interrupted", || {
@@ -291,7 +218,7 @@ fn a_replica_killed_mid_session_has_its_session_marked_interrupted_by_the_others
 
 #[test]
 fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
-    let c = cluster(Setup::standard());
+    let c = Rig::start(Setup::standard());
     let agent = c.a.granted_agent();
     let cert = agent.cert.clone().expect("a cert");
     let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo before");
@@ -315,5 +242,4 @@ fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
             .then_some(())
             .ok_or(format!("{out:?}"))
     });
-    let _ = std::io::stderr().flush();
 }

@@ -58,7 +58,9 @@ pub use txn::{Abort, DirectWriter, Txn};
 pub use verify::{Problem, ProblemKind, VerifyReport};
 
 /// The id of a recorded session (`sessions.id`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct SessionId(pub i64);
 

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
 
 use super::event::{Event, Stream, DATA_KIND};
 use super::payload::{PayloadReader, PayloadRef};
@@ -19,7 +20,7 @@ mod list;
 pub use list::{EventFilter, Outcome, SessionFilter};
 
 /// A row of `sessions`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub id: SessionId,
     pub started_at_us: i64,
@@ -38,7 +39,7 @@ pub struct SessionRecord {
 }
 
 /// A row of `events`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub seq: i64,
     pub session: Option<SessionId>,
@@ -47,12 +48,15 @@ pub struct EventRecord {
     pub entry: Entry,
 }
 
-/// What an event row holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an event row holds (serialized for the transcript archive, its
+/// bytes as base64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Entry {
     Event(Event),
     Data {
         stream: Stream,
+        #[serde(with = "base64_bytes")]
         data: Vec<u8>,
     },
     /// A row this version cannot interpret, kept as stored.
@@ -74,7 +78,7 @@ impl Entry {
 }
 
 /// One session and all its rows in chain order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transcript {
     pub session: SessionRecord,
     pub events: Vec<EventRecord>,
@@ -325,4 +329,21 @@ pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord>
         cert_fingerprint: row.get(12)?,
         role: row.get(13)?,
     })
+}
+
+/// Stream bytes as one base64 string, not an array of numbers.
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
 }

@@ -9,6 +9,7 @@
 //! id order and a watcher reading "ids above the last one I saw" misses
 //! none.
 
+mod archived;
 mod chain;
 mod grants;
 mod schema;
@@ -21,6 +22,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::ClusterSettings;
+pub use archived::Seal;
 pub use chain::ChainReport;
 pub use grants::Admitted;
 pub use sessions::{ClusterSession, Sweep};

@@ -70,6 +70,17 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_at_us);
 CREATE INDEX IF NOT EXISTS sessions_open ON sessions (replica) WHERE ended_at_us IS NULL;
+-- Sessions sealed into the archive: the object and the digest of its
+-- bytes (the same digest is chained as archive.sealed).
+CREATE TABLE IF NOT EXISTS archived (
+    replica TEXT NOT NULL,
+    local_id BIGINT NOT NULL,
+    object_key TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    sealed_at_us BIGINT NOT NULL,
+    PRIMARY KEY (replica, local_id)
+);
 -- The control decisions, hash-chained; the one head row is taken FOR
 -- UPDATE by every append.
 CREATE TABLE IF NOT EXISTS chain_head (

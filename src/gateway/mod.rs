@@ -34,6 +34,7 @@ use russh::MethodKind;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::archive::{self, Archive};
 use crate::audit::Store;
 use crate::cert::krl::RevokedKeys;
 use crate::cert::{keyfile, TrustedCas};
@@ -166,11 +167,16 @@ pub async fn serve(config: &Config, listen: Option<SocketAddr>) -> anyhow::Resul
     }
     registry::refresh_krl(&ctx).await;
     if let Some(cluster) = &ctx.cluster {
-        cluster
-            .join()
+        replicas::join(cluster)
             .await
             .with_context(|| format!("joining the cluster as replica {:?}", cluster.replica()))?;
         tokio::spawn(replicas::heartbeat(ctx.clone()));
+        if let Some(settings) = &config.archive {
+            let archive = Archive::open(settings).context("[archive]")?;
+            let shipping =
+                archive::ship::run(config.store.clone(), cluster.clone(), Arc::new(archive));
+            tokio::spawn(shipping);
+        }
     }
     let _pid_file = pidfile::PidFile::write(&config.store)
         .with_context(|| format!("writing {}", pidfile::path(&config.store).display()))?;

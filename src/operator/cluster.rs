@@ -6,9 +6,10 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::audit::SessionFilter;
+use crate::archive::Archive;
+use crate::audit::{SessionFilter, SessionId, Transcript};
 use crate::cluster::{ChainReport, Cluster};
-use crate::config::ClusterSettings;
+use crate::config::{ClusterSettings, Config};
 use crate::grants::admin::operator;
 use crate::grants::RevokeSelector;
 use crate::replay::{self, SessionsArgs};
@@ -82,4 +83,26 @@ pub fn sessions(
 /// The shared chain's walk, for `portcullis verify`.
 pub fn verify_chain(settings: &ClusterSettings) -> anyhow::Result<ChainReport> {
     with_cluster(settings, async |cluster| Ok(cluster.verify_chain().await?))
+}
+
+/// The transcript of `replica`'s session `id`, read from the archive and
+/// checked against the seal chained in the cluster's database.
+pub fn archived_transcript(config: &Config, replica: &str, id: i64) -> anyhow::Result<Transcript> {
+    let cluster = config
+        .cluster
+        .as_ref()
+        .context("--replica reads another replica's session: it needs [cluster]")?;
+    let settings = config.archive.as_ref().context(
+        "--replica reads another replica's session from the archive: it needs [archive]",
+    )?;
+    with_cluster(cluster, async |cluster| {
+        let archive = Archive::open(settings)?;
+        Ok(archive.fetch(cluster, replica, SessionId(id)).await?)
+    })
+}
+
+/// `--replica NAME`, when it names another replica than this config's:
+/// the session lives in the archive, not in the local store.
+pub fn elsewhere<'a>(config: &Config, replica: Option<&'a str>) -> Option<&'a str> {
+    replica.filter(|name| config.cluster.as_ref().is_none_or(|c| c.replica != *name))
 }

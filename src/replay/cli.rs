@@ -98,13 +98,18 @@ pub fn show(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), ReplayError> {
-    let reader = Reader::open(store)?;
-    let transcript = reader
-        .transcript(SessionId(session))?
-        .ok_or(ReplayError::NoSuchSession(session))?;
+    show_transcript(&read_transcript(store, session)?, json, out)
+}
+
+/// `portcullis show` of a transcript read elsewhere (the archive).
+pub fn show_transcript(
+    transcript: &Transcript,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ReplayError> {
     match json {
-        true => write_show_json(&transcript, out)?,
-        false => write_show(&transcript, out)?,
+        true => write_show_json(transcript, out)?,
+        false => write_show(transcript, out)?,
     }
     Ok(())
 }

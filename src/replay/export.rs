@@ -43,11 +43,19 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+    /// With `[cluster]`: the replica that recorded the session, when it is
+    /// not this one (read from the archive)
+    #[arg(long)]
+    pub replica: Option<String>,
 }
 
 /// `portcullis export`
 pub fn export(store: &Path, args: &ExportArgs) -> Result<(), ReplayError> {
-    let transcript = read_transcript(store, args.session)?;
+    export_transcript(&read_transcript(store, args.session)?, args)
+}
+
+/// `portcullis export` of a transcript read elsewhere (the archive).
+pub fn export_transcript(transcript: &Transcript, args: &ExportArgs) -> Result<(), ReplayError> {
     match &args.output {
         Some(path) => {
             let file = File::create(path).map_err(|e| ReplayError::Output {
@@ -55,12 +63,12 @@ pub fn export(store: &Path, args: &ExportArgs) -> Result<(), ReplayError> {
                 source: e,
             })?;
             let mut out = BufWriter::new(file);
-            write_export(&transcript, args.format, &mut out)?;
+            write_export(transcript, args.format, &mut out)?;
             out.flush()?;
         }
         None => {
             let mut out = io::stdout().lock();
-            write_export(&transcript, args.format, &mut out)?;
+            write_export(transcript, args.format, &mut out)?;
             out.flush()?;
         }
     }

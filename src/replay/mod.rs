@@ -22,14 +22,14 @@ pub mod syslog;
 #[cfg(test)]
 mod tests;
 
-pub use cli::{sessions, show, verify, ReplayError, SessionsArgs};
+pub use cli::{sessions, show, show_transcript, verify, ReplayError, SessionsArgs};
 pub use events::{events, EventsArgs};
-pub use export::{export, write_export, ExportArgs, ExportFormat};
+pub use export::{export, export_transcript, write_export, ExportArgs, ExportFormat};
 pub use json::{
     write_cluster_sessions_json, write_events_json, write_refused_json, write_sessions_json,
     write_show_json, write_verify_json,
 };
-pub use player::{replay, schedule, ReplayArgs, Step};
+pub use player::{replay, replay_transcript, schedule, ReplayArgs, Step};
 pub use show::{
     sanitize, write_cluster_sessions, write_refused, write_row, write_sessions, write_show,
     write_verify,

@@ -9,6 +9,7 @@
 //! terminal, `q` or Ctrl-C stops playback and the terminal is restored
 //! however playback ends (see [`super::console`]).
 
+use crate::audit::Transcript;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::thread;
@@ -35,6 +36,10 @@ pub struct ReplayArgs {
     /// Longest pause played, in seconds; longer ones are cut to it (`inf` keeps them)
     #[arg(long, default_value_t = 2.0, value_parser = parse_max_idle)]
     pub max_idle: f64,
+    /// With `[cluster]`: the replica that recorded the session, when it is
+    /// not this one (read from the archive)
+    #[arg(long)]
+    pub replica: Option<String>,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -88,8 +93,12 @@ pub fn schedule<'t>(recording: &Recording<'t>, speed: f64, max_idle: f64) -> Vec
 
 /// `portcullis replay`
 pub fn replay(store: &Path, args: &ReplayArgs) -> Result<(), ReplayError> {
-    let transcript = read_transcript(store, args.session)?;
-    let recording = Recording::of(&transcript);
+    replay_transcript(&read_transcript(store, args.session)?, args)
+}
+
+/// `portcullis replay` of a transcript read elsewhere (the archive).
+pub fn replay_transcript(transcript: &Transcript, args: &ReplayArgs) -> Result<(), ReplayError> {
+    let recording = Recording::of(transcript);
     let steps = schedule(&recording, args.speed, args.max_idle);
     let total_us = steps.last().map_or(0.0, |s| s.recorded_us);
     let mut err = io::stderr();

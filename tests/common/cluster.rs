@@ -106,3 +106,95 @@ pub fn ssh_via(port: u16, key: &Path, cert: &Path, command: &str) -> Output {
         .output()
         .expect("run ssh")
 }
+
+/// Two replicas on one database (and, with [`Rig::with_archive`], one
+/// bucket), and the balancer in front.
+pub struct Rig {
+    pub a: Bastion,
+    pub b: Bastion,
+    pub lb: ClusterBalancer,
+    pub pg: Postgres,
+    pub s3: Option<S3>,
+}
+
+impl Rig {
+    pub fn start(setup: Setup) -> Rig {
+        Rig::launch(setup, None)
+    }
+
+    pub fn with_archive(setup: Setup) -> Rig {
+        Rig::launch(setup, Some(S3::start()))
+    }
+
+    fn launch(setup: Setup, s3: Option<S3>) -> Rig {
+        let pg = Postgres::start();
+        let mut setup = setup.cluster(&pg.url(), "a", "2s");
+        if let Some(s3) = &s3 {
+            setup.appended.push(format!(
+                "[archive]\nurl = \"s3://{BUCKET}/cluster\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key_file = \"{}\"\n",
+                s3.endpoint(),
+                s3.secret_file().display()
+            ));
+        }
+        let a = Bastion::start(setup);
+        let b = a.replica("b");
+        let lb = ClusterBalancer::start(&[a.port, b.port]);
+        Rig { a, b, lb, pg, s3 }
+    }
+
+    /// Waits for an open session of `replica` in the index; its object.
+    pub fn open_on(&self, replica: &str) -> Value {
+        eventually(&format!("an open session on replica {replica}"), || {
+            let all = cluster_sessions(&self.a);
+            all.iter()
+                .find(|s| s["replica"] == replica && s["ended_at"].is_null())
+                .cloned()
+                .ok_or_else(|| format!("{all:#?}"))
+        })
+    }
+}
+
+/// `portcullis sessions --json` with `[cluster]`: every replica's.
+pub fn cluster_sessions(b: &Bastion) -> Vec<Value> {
+    json_of(b, "sessions", &["--json"])
+        .as_array()
+        .cloned()
+        .expect("an array")
+}
+
+/// An agent session holding `cat` open through `port`, until dropped.
+pub struct Held {
+    pub child: Child,
+}
+
+impl Held {
+    pub fn open(port: u16, agent: &Agent<'_>) -> Held {
+        let cert = agent.cert.as_ref().expect("a cert");
+        let child = ssh_via_command(port, &agent.key.private, cert, "cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ssh");
+        Held { child }
+    }
+
+    /// Waits for the session to end; how long that took.
+    pub fn ended_within(&mut self, bound: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

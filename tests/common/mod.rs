@@ -195,6 +195,7 @@ mod grants;
 mod keys;
 mod outcome;
 mod postgres;
+mod s3;
 mod setup;
 mod sftp_raw;
 mod store;
@@ -216,6 +217,8 @@ pub use keys::*;
 pub use outcome::*;
 #[allow(unused_imports)]
 pub use postgres::*;
+#[allow(unused_imports)]
+pub use s3::*;
 pub use setup::*;
 #[allow(unused_imports)]
 pub use sftp_raw::*;
