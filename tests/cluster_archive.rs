@@ -124,6 +124,13 @@ fn a_replica_killed_mid_session_ships_what_it_committed_once_back_and_only_once(
     let mut echoed = [0u8; 22];
     stdout.read_exact(&mut echoed).expect("the echo");
     assert_eq!(&echoed, b"committed-before-kill\n");
+    // Stream bytes are committed in batches: kill once they are in.
+    eventually("the bytes committed on b", || {
+        let text = show_json(&rig.b, id).to_string();
+        text.contains("committed-before-kill")
+            .then_some(())
+            .ok_or(text)
+    });
 
     rig.b.kill9();
     let marked = ended_on(&rig, "b", id);
