@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -242,4 +243,70 @@ fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
             .then_some(())
             .ok_or(format!("{out:?}"))
     });
+}
+
+#[test]
+fn a_replica_without_the_ca_key_admits_certs_but_issues_none() {
+    let id = IdentityKey::generate();
+    let c = Rig::start(Setup::standard().identity_key(AGENT, &id.line));
+    let task = c.a.new_key();
+    let public = std::fs::read(&task.public).expect("read the task key");
+    let request = |port: u16| {
+        let mut ssh = std::process::Command::new("ssh");
+        ssh.args([
+            "-F",
+            "/dev/null",
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "LogLevel=ERROR", "-i"])
+        .arg(&id.key.private)
+        .args([
+            "-p",
+            &port.to_string(),
+            "grant@::1",
+            "request --role ops --ttl 5m",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = ssh.spawn().expect("run ssh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&public)
+            .expect("send the task key");
+        child.wait_with_output().expect("ssh output")
+    };
+    // b's config names only ca/task_ca.pub: it verifies, it does not sign.
+    let refused = request(c.lb.to[1]);
+    assert_ne!(refused.status.code(), Some(0), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("holds no task CA key"),
+        "{refused:?}"
+    );
+    let issued = request(c.lb.to[0]);
+    assert_eq!(issued.status.code(), Some(0), "{issued:?}");
+    std::fs::write(task.cert_path(), &issued.stdout).expect("write the cert");
+    let out = ssh_via(
+        c.lb.to[1],
+        &task.private,
+        &task.cert_path(),
+        "echo signed-on-a",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "signed-on-a\n",
+        "{out:?}"
+    );
 }

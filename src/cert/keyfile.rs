@@ -52,6 +52,15 @@ pub fn read_public(path: &Path) -> Result<PublicKey, KeyFileError> {
     })
 }
 
+/// A CA's public key from `[ca] task_key`: the `.pub` file itself (a
+/// replica kept without the private key), or the private key's public half.
+pub fn read_ca_public(path: &Path) -> Result<PublicKey, KeyFileError> {
+    match path.extension() {
+        Some(ext) if ext == "pub" => read_public(path),
+        _ => Ok(read_private(path)?.public_key().clone()),
+    }
+}
+
 /// Writes `key` to `path` (0600) and its public half to `path.pub` (0644).
 pub fn write_key_pair(path: &Path, key: &PrivateKey, comment: &str) -> Result<(), KeyFileError> {
     let text = key

@@ -66,8 +66,10 @@ pub struct ServerContext {
     /// Reads of the grants tables (writes go through `store`).
     pub grants: GrantsReader,
     pub upstream: Arc<UpstreamAuthority>,
-    /// Signs the task certs the `grant` login hands out.
-    pub task_ca: PrivateKey,
+    /// Signs the task certs the `grant` login hands out; `None` when
+    /// `[ca] task_key` names only the public key (a replica that verifies
+    /// certs but keeps the CA's private key off its disk).
+    pub task_ca: Option<PrivateKey>,
     pub request_limiter: RateLimiter,
     /// Held commands per identity.
     pub hold_limiter: Arc<RateLimiter>,
@@ -82,8 +84,15 @@ impl ServerContext {
     pub fn load(config: &Config) -> anyhow::Result<ServerContext> {
         let policy = Policy::load(&config.policy_dir)
             .map_err(|e| anyhow::anyhow!("policy {}:\n{e}", config.policy_dir.display()))?;
-        let task_ca = keyfile::read_private(&config.task_ca_key)?;
-        let mut ca_keys = vec![task_ca.public_key().clone()];
+        let task_ca = match config.task_ca_key.extension() {
+            Some(ext) if ext == "pub" => None,
+            _ => Some(keyfile::read_private(&config.task_ca_key)?),
+        };
+        let task_ca_public = match &task_ca {
+            Some(key) => key.public_key().clone(),
+            None => keyfile::read_public(&config.task_ca_key)?,
+        };
+        let mut ca_keys = vec![task_ca_public];
         for file in &config.trusted_ca_files {
             ca_keys.push(keyfile::read_public(file)?);
         }

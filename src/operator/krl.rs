@@ -48,9 +48,7 @@ pub fn warn_unnamed(built: &StoreKrl) {
 
 /// The CAs whose certs the bastion accepts: the task CA and `trusted`.
 fn ca_keys(config: &Config) -> anyhow::Result<Vec<PublicKey>> {
-    let mut keys = vec![keyfile::read_private(&config.task_ca_key)?
-        .public_key()
-        .clone()];
+    let mut keys = vec![keyfile::read_ca_public(&config.task_ca_key)?];
     for file in &config.trusted_ca_files {
         keys.push(keyfile::read_public(file)?);
     }

@@ -127,6 +127,8 @@ impl Bastion {
                 false => format!("{line}\n"),
             })
             .collect();
+        // The CA's private key stays with the signing node (the first).
+        let head = head.replace("task_key = \"ca/task_ca\"", "task_key = \"ca/task_ca.pub\"");
         let config = dir.path().join("portcullis.toml");
         fs::write(&config, format!("{head}[cluster]\n{cluster}")).expect("write portcullis.toml");
         Bastion::launch_in(dir, config, Vec::new())

@@ -138,7 +138,7 @@ pub(super) async fn deliver(
     request: i64,
     order: IssueOrder,
 ) -> Result<(), Refusal> {
-    let ca = ctx.task_ca.clone();
+    let ca = ctx.task_ca.clone().ok_or(Refusal::NotSigningHere)?;
     let role = order.role().to_owned();
     let scope = order.scope().clone();
     let issued = ctx

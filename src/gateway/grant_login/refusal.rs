@@ -34,6 +34,8 @@ pub(super) enum Refusal {
     Expired(i64),
     #[error("request {0} has no cert on record")]
     NoCert(i64),
+    #[error("this replica holds no task CA key, so it issues no certs: request the grant from the signing node")]
+    NotSigningHere,
     #[error("the audit store cannot record the request")]
     Unrecorded,
 }
