@@ -113,7 +113,7 @@ impl Lab {
             "portcullis grant",
         )?;
 
-        let (bastion, bastion_port) = start_bastion(&bin, &root, &config, sizes)?;
+        let (bastion, bastion_port) = start_bastion(&bin, &config, &root.join("serve.log"))?;
         let bastion_key = read(&root.join("hostkeys/ssh_host_ed25519_key.pub"))?;
         let known_hosts = root.join("known_hosts");
         fs::write(
@@ -188,6 +188,27 @@ impl Lab {
         self.dir().join("portcullis.db")
     }
 
+    /// The lab's `portcullis.toml` (the bastion's, SQLite only).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The bench agent's key; its cert from `portcullis grant` is beside it.
+    pub fn agent_key(&self) -> PathBuf {
+        self.dir().join("keys/agent")
+    }
+
+    /// Another `portcullis serve` of this build, on `config` (a bastion
+    /// sharing the lab's keys and policy) and a free port; it and its port.
+    pub fn start_serve(&self, config: &Path, log: &Path) -> Result<(Daemon, u16), String> {
+        start_bastion(&self.bin, config, log)
+    }
+
+    /// Where the lab's own bastion (SQLite only, no balancer) listens.
+    pub fn bastion_port(&self) -> u16 {
+        self.bastion_port
+    }
+
     pub fn bastion_pid(&self) -> u32 {
         self.bastion.pid()
     }
@@ -231,12 +252,12 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn read(path: &Path) -> Result<String, String> {
+pub fn read(path: &Path) -> Result<String, String> {
     fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))
 }
 
 /// `TYPE BASE64` of a public key line.
-fn key_line(text: &str) -> String {
+pub fn key_line(text: &str) -> String {
     text.split_whitespace()
         .take(2)
         .collect::<Vec<_>>()
@@ -254,7 +275,7 @@ fn keygen(path: &Path) -> Result<PathBuf, String> {
     Ok(path.to_path_buf())
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -332,19 +353,14 @@ fn bastion_command(bin: &Path, root: &Path, config: &Path, port: u16) -> Command
     cmd
 }
 
-fn start_bastion(
-    bin: &Path,
-    root: &Path,
-    config: &Path,
-    _sizes: &Sizes,
-) -> Result<(Daemon, u16), String> {
+/// `portcullis serve` on `config` and a free port (in the config's
+/// directory, logging to `log`); it and its port.
+fn start_bastion(bin: &Path, config: &Path, log: &Path) -> Result<(Daemon, u16), String> {
+    let root = config.parent().unwrap_or(Path::new("."));
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port()?;
-        let mut daemon = Daemon::spawn(
-            &mut bastion_command(bin, root, config, port),
-            &root.join("serve.log"),
-        )?;
+        let mut daemon = Daemon::spawn(&mut bastion_command(bin, root, config, port), log)?;
         match daemon.wait_listening(port, "portcullis serve") {
             Ok(()) => return Ok((daemon, port)),
             Err(e) => last = e,

@@ -4,8 +4,10 @@
 //! a jump host (ProxyJump `-J`, and relay `ssh jump "ssh target ..."`) and
 //! `portcullis serve` with full recording, then drives all of them with the
 //! real `ssh` client and prints medians, spread and ratios measured in the
-//! same run. Start it with `bench/run` (see bench/README.md); it is a bench
-//! target so that `cargo test` never builds or runs it.
+//! same run. The cluster phase adds a throwaway PostgreSQL, two `[cluster]`
+//! replicas and HAProxy to the lab, against a SQLite-only bastion. Start it
+//! with `bench/run` (see bench/README.md); it is a bench target so that
+//! `cargo test` never builds or runs it.
 //!
 //! Invariant: every figure is compared only with figures measured in the same
 //! run, repetitions of different paths are interleaved (so background load
@@ -13,9 +15,11 @@
 //! against the store afterwards: a fast run that lost a byte is a failure,
 //! not a result.
 
+mod balancer;
 mod lab;
 mod mux;
 mod phases;
+mod postgres;
 mod procs;
 mod report;
 mod route;
@@ -37,7 +41,7 @@ usage: bench/run [--quick] [--reps N] [--only PHASES] [--idle N] [--busy N]
   --quick       small sizes for a smoke run (a few minutes instead of ~15)
   --reps N      repetitions of each throughput measurement (default 3, quick 2)
   --only LIST   comma-separated phases: connect,audit,throughput,backpressure,
-                concurrency,forward (default: all); commit = only the
+                concurrency,forward,cluster (default: all); commit = only the
                 write-ahead commit part of audit
   --idle N      concurrent idle sessions (default 500, quick 50)
   --busy N      concurrent busy sessions of 20 commands (default 200, quick 20)
@@ -64,6 +68,11 @@ pub struct Sizes {
     pub handshake_parallelism: usize,
     pub pause: Duration,
     pub forward_bytes: u64,
+    /// Concurrent clients opening sessions in the cluster phase.
+    pub cluster_clients: usize,
+    /// How long each of them does so, per bastion and round.
+    pub cluster_seconds: Duration,
+    pub cluster_rounds: usize,
 }
 
 const MIB: u64 = 1 << 20;
@@ -85,6 +94,9 @@ impl Sizes {
             handshake_parallelism: 32,
             pause: Duration::from_secs(10),
             forward_bytes: GIB,
+            cluster_clients: 16,
+            cluster_seconds: Duration::from_secs(10),
+            cluster_rounds: 2,
         }
     }
 
@@ -103,6 +115,9 @@ impl Sizes {
             handshake_parallelism: 16,
             pause: Duration::from_secs(3),
             forward_bytes: 128 * MIB,
+            cluster_clients: 8,
+            cluster_seconds: Duration::from_secs(3),
+            cluster_rounds: 1,
         }
     }
 }
@@ -115,18 +130,21 @@ pub enum Phase {
     Backpressure,
     Concurrency,
     Forward,
+    /// PostgreSQL cluster vs SQLite (about a minute in the full run).
+    Cluster,
     /// Only the write-ahead commit part of `audit` (quick to iterate on).
     Commit,
 }
 
 impl Phase {
-    const ALL: [Phase; 6] = [
+    const ALL: [Phase; 7] = [
         Phase::Connect,
         Phase::Audit,
         Phase::Throughput,
         Phase::Backpressure,
         Phase::Concurrency,
         Phase::Forward,
+        Phase::Cluster,
     ];
 
     fn parse(name: &str) -> Option<Phase> {
@@ -144,6 +162,7 @@ impl Phase {
             Phase::Backpressure => "backpressure",
             Phase::Concurrency => "concurrency",
             Phase::Forward => "forward",
+            Phase::Cluster => "cluster",
             Phase::Commit => "commit",
         }
     }
@@ -287,6 +306,7 @@ fn run(options: Options) -> Result<bool, String> {
             Phase::Backpressure => phases::backpressure::run(&lab, &options.sizes, &mut report),
             Phase::Concurrency => phases::concurrency::run(&mut lab, &options.sizes, &mut report),
             Phase::Forward => phases::forward::run(&lab, &options.sizes, &mut report),
+            Phase::Cluster => phases::cluster::run(&lab, &options.sizes, &mut report),
             Phase::Commit => phases::audit::commit_latency(&lab, &options.sizes, &mut report),
         }
         report.save();

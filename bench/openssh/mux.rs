@@ -1,54 +1,65 @@
 //! ControlMaster connections: one SSH connection (one portcullis session)
 //! that many `ssh` runs share, each as one more channel.
 
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
-use crate::route::{mux_exit, mux_master, Route};
+use crate::route::{mux_client_at, mux_exit_at, mux_master_at, Route};
 
 /// A running ControlMaster; asked to exit (then killed) on drop.
-pub struct Master<'a> {
-    lab: &'a Lab,
-    pub route: Route,
+pub struct Master {
+    config: PathBuf,
+    host: String,
     pub socket: PathBuf,
     child: Child,
 }
 
-impl<'a> Master<'a> {
-    pub fn open(lab: &'a Lab, route: Route, socket: PathBuf) -> Result<Master<'a>, String> {
+impl Master {
+    pub fn open(lab: &Lab, route: Route, socket: PathBuf) -> Result<Master, String> {
+        Master::open_at(&lab.config_default, route.host(), socket)
+    }
+
+    /// A master to `host` of the ssh client config `config` (hosts that
+    /// are not a [`Route`], such as the cluster phase's balancer fronts).
+    pub fn open_at(config: &Path, host: &str, socket: PathBuf) -> Result<Master, String> {
         let _ = std::fs::remove_file(&socket);
-        let child = mux_master(lab, route, &socket)
+        let child = mux_master_at(config, host, &socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("ssh -M: {e}"))?;
         let mut master = Master {
-            lab,
-            route,
+            config: config.to_path_buf(),
+            host: host.to_string(),
             socket,
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !master.socket.exists() {
             if let Ok(Some(status)) = master.child.try_wait() {
-                return Err(format!("{} master exited: {status}", route.name()));
+                return Err(format!("{host} master exited: {status}"));
             }
             if Instant::now() > deadline {
-                return Err(format!("{} master: no control socket", route.name()));
+                return Err(format!("{host} master: no control socket"));
             }
             thread::sleep(Duration::from_millis(10));
         }
         Ok(master)
     }
+
+    /// `command` as one more channel on this connection.
+    pub fn client(&self, command: &str) -> Command {
+        mux_client_at(&self.config, &self.host, &self.socket, command)
+    }
 }
 
-impl Drop for Master<'_> {
+impl Drop for Master {
     fn drop(&mut self) {
-        let _ = mux_exit(self.lab, self.route, &self.socket)
+        let _ = mux_exit_at(&self.config, &self.host, &self.socket)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

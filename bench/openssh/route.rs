@@ -85,40 +85,41 @@ pub fn ssh(lab: &Lab, route: Route, cipher: Cipher, command: &str) -> Command {
     cmd
 }
 
-/// A ControlMaster connection along `route` (`ssh -M -N`), listening on `socket`.
-pub fn mux_master(lab: &Lab, route: Route, socket: &Path) -> Command {
+/// A ControlMaster connection to `host` of the client config `config`
+/// (`ssh -M -N`), listening on `socket`.
+pub fn mux_master_at(config: &Path, host: &str, socket: &Path) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.arg("-F")
-        .arg(&lab.config_default)
+        .arg(config)
         .args(["-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no"])
         .arg("-o")
         .arg(format!("ControlPath={}", socket.display()))
-        .arg(route.host());
+        .arg(host);
     cmd
 }
 
 /// A command through an existing ControlMaster: one more channel on the
 /// same connection (one more exec of the same session, for portcullis).
-pub fn mux_client(lab: &Lab, route: Route, socket: &Path, command: &str) -> Command {
+pub fn mux_client_at(config: &Path, host: &str, socket: &Path, command: &str) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.arg("-F")
-        .arg(&lab.config_default)
+        .arg(config)
         .arg("-o")
         .arg(format!("ControlPath={}", socket.display()))
-        .arg(route.host())
+        .arg(host)
         .arg(command);
     cmd
 }
 
 /// Asks a ControlMaster to exit.
-pub fn mux_exit(lab: &Lab, route: Route, socket: &Path) -> Command {
+pub fn mux_exit_at(config: &Path, host: &str, socket: &Path) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.arg("-F")
-        .arg(&lab.config_default)
+        .arg(config)
         .arg("-o")
         .arg(format!("ControlPath={}", socket.display()))
         .args(["-O", "exit"])
-        .arg(route.host());
+        .arg(host);
     cmd
 }
 

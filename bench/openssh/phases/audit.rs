@@ -20,7 +20,7 @@ use crate::lab::Lab;
 use crate::mux::Master;
 use crate::procs::timed;
 use crate::report::Report;
-use crate::route::{mux_client, Route};
+use crate::route::Route;
 use crate::stats::Samples;
 use crate::store;
 use crate::Sizes;
@@ -57,7 +57,7 @@ fn exec_round_trip(lab: &Lab, sizes: &Sizes, report: &mut Report) {
     let warmup = 3;
     for rep in 0..sizes.exec_reps + warmup {
         for (i, master) in masters.iter().enumerate() {
-            match timed(&mut mux_client(lab, master.route, &master.socket, "true")) {
+            match timed(&mut master.client("true")) {
                 Ok(t) if rep >= warmup => samples[i].push(t.as_secs_f64() * 1e3),
                 Ok(_) => {}
                 Err(e) => errors.push(e),

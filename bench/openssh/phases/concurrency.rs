@@ -15,7 +15,7 @@ use crate::lab::Lab;
 use crate::mux::Master;
 use crate::procs::{descendants, memory_of, rss_kib, Memory, Sampler};
 use crate::report::Report;
-use crate::route::{mux_client, ssh, Cipher, Route};
+use crate::route::{ssh, Cipher, Route};
 use crate::store;
 use crate::Sizes;
 
@@ -244,14 +244,10 @@ fn busy(lab: &Lab, sizes: &Sizes, report: &mut Report) {
                 s.spawn(move || {
                     for j in 0..k {
                         let expected = format!("s{i}c{j}\n");
-                        let out = mux_client(
-                            lab,
-                            master.route,
-                            &master.socket,
-                            &format!("echo s{i}c{j}"),
-                        )
-                        .stdin(Stdio::null())
-                        .output();
+                        let out = master
+                            .client(&format!("echo s{i}c{j}"))
+                            .stdin(Stdio::null())
+                            .output();
                         match out {
                             Ok(o) if o.status.success() && o.stdout == expected.as_bytes() => {}
                             Ok(o) => failures.lock().expect("lock").push(format!(

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod backpressure;
+pub mod cluster;
 pub mod codecs;
 pub mod concurrency;
 pub mod connect;
