@@ -404,11 +404,8 @@ fn show(
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let out = &mut std::io::stdout().lock();
-    match operator::cluster::elsewhere(&config, replica) {
-        Some(replica) => {
-            let transcript = operator::cluster::archived_transcript(&config, replica, session)?;
-            replay::show_transcript(&transcript, json, out)?;
-        }
+    match operator::cluster::from_archive(&config, replica, session)? {
+        Some(transcript) => replay::show_transcript(&transcript, json, out)?,
         None => replay::show(&config.store, session, json, out)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -417,12 +414,8 @@ fn show(
 /// `portcullis replay SESSION [--speed X] [--max-idle SECONDS]`
 fn replay(config_path: &Path, args: &replay::ReplayArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    match operator::cluster::elsewhere(&config, args.replica.as_deref()) {
-        Some(replica) => {
-            let transcript =
-                operator::cluster::archived_transcript(&config, replica, args.session)?;
-            replay::replay_transcript(&transcript, args)?;
-        }
+    match operator::cluster::from_archive(&config, args.replica.as_deref(), args.session)? {
+        Some(transcript) => replay::replay_transcript(&transcript, args)?,
         None => replay::replay(&config.store, args)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -431,12 +424,8 @@ fn replay(config_path: &Path, args: &replay::ReplayArgs) -> anyhow::Result<ExitC
 /// `portcullis export SESSION --format asciicast|json [-o FILE]`
 fn export(config_path: &Path, args: &replay::ExportArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    match operator::cluster::elsewhere(&config, args.replica.as_deref()) {
-        Some(replica) => {
-            let transcript =
-                operator::cluster::archived_transcript(&config, replica, args.session)?;
-            replay::export_transcript(&transcript, args)?;
-        }
+    match operator::cluster::from_archive(&config, args.replica.as_deref(), args.session)? {
+        Some(transcript) => replay::export_transcript(&transcript, args)?,
         None => replay::export(&config.store, args)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -450,20 +439,14 @@ fn verify(
     replica: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    if let (Some(replica), Some(id)) = (operator::cluster::elsewhere(&config, replica), session) {
+    let own = config.cluster.as_ref().map(|c| c.replica.as_str());
+    if let (Some(replica), Some(id)) = (replica.filter(|r| Some(*r) != own), session) {
         return verify_archived(&config, replica, id);
     }
     let mut intact = replay::verify(&config.store, session, json, &mut std::io::stdout().lock())?;
     if let (Some(cluster), None) = (&config.cluster, session) {
-        let report = operator::cluster::verify_chain(cluster)?;
-        // After the store's report (stdout stays the one JSON object).
-        match &report.broken {
-            None => eprintln!("cluster chain: {} events, intact", report.events),
-            Some((seq, problem)) => {
-                eprintln!("cluster chain: BROKEN at event {seq}: {problem}");
-                intact = false;
-            }
-        }
+        // On stderr, after the store's report: stdout stays its one JSON object.
+        intact &= operator::cluster::verify_chain(cluster, &mut std::io::stderr().lock())?;
     }
     Ok(if intact {
         ExitCode::SUCCESS
@@ -487,17 +470,12 @@ fn verify_archived(config: &Config, replica: &str, id: i64) -> anyhow::Result<Ex
         transcript.events.len()
     );
     let cluster = config.cluster.as_ref().context("[cluster]")?;
-    let report = operator::cluster::verify_chain(cluster)?;
-    match &report.broken {
-        None => {
-            println!("cluster chain: {} events, intact", report.events);
-            Ok(ExitCode::SUCCESS)
-        }
-        Some((seq, problem)) => {
-            println!("cluster chain: BROKEN at event {seq}: {problem}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(
+        match operator::cluster::verify_chain(cluster, &mut std::io::stdout().lock())? {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        },
+    )
 }
 
 /// `portcullis check`

@@ -5,7 +5,7 @@
 use tokio_postgres::{GenericClient, Row};
 
 use super::chain;
-use super::{corrupt, Cluster, ClusterError};
+use super::{Cluster, ClusterError};
 use crate::clock;
 use crate::grants::db;
 use crate::grants::{CertFacts, CertState, GrantError, Revocation, RevokeSelector};
@@ -242,8 +242,7 @@ fn revocation_from_row(row: &Row) -> Result<Revocation, ClusterError> {
         id: row.try_get(0)?,
         at_us: row.try_get(1)?,
         selector: RevokeSelector::from_kind(&kind, value)
-            .ok_or(())
-            .map_err(corrupt("revocation kind"))?,
+            .ok_or(ClusterError::Corrupt("revocation kind"))?,
         by: row.try_get(4)?,
         reason: row.try_get(5)?,
     })

@@ -134,7 +134,3 @@ fn is_refusal(e: &ClusterError) -> bool {
         ClusterError::Timeout(_) => false,
     }
 }
-
-fn corrupt<T>(what: &'static str) -> impl FnOnce(T) -> ClusterError {
-    move |_| ClusterError::Corrupt(what)
-}

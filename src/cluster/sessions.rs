@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_postgres::Row;
 
-use super::{corrupt, Cluster, ClusterError};
+use super::{Cluster, ClusterError};
 use crate::audit::{SessionFilter, SessionId, SessionRecord, INTERRUPTED};
 
 /// PostgreSQL's own clock in unix micros: heartbeats and their ages are
@@ -217,7 +217,9 @@ fn session_from_row(row: &Row) -> Result<ClusterSession, ClusterError> {
             identity: row.try_get(5)?,
             key_id: row.try_get(6)?,
             task: row.try_get(7)?,
-            cert_serial: serial.parse().map_err(corrupt("session serial"))?,
+            cert_serial: serial
+                .parse()
+                .map_err(|_| ClusterError::Corrupt("session serial"))?,
             ca_fingerprint: row.try_get(9)?,
             cert_fingerprint: row.try_get(10)?,
             role: row.try_get(11)?,

@@ -80,9 +80,30 @@ pub fn sessions(
     Ok(())
 }
 
-/// The shared chain's walk, for `portcullis verify`.
-pub fn verify_chain(settings: &ClusterSettings) -> anyhow::Result<ChainReport> {
-    with_cluster(settings, async |cluster| Ok(cluster.verify_chain().await?))
+/// Walks the shared chain and prints its line (`cluster chain: ...`) to
+/// `out`; returns whether it is intact.
+pub fn verify_chain(settings: &ClusterSettings, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let report: ChainReport =
+        with_cluster(settings, async |cluster| Ok(cluster.verify_chain().await?))?;
+    match &report.broken {
+        None => writeln!(out, "cluster chain: {} events, intact", report.events)?,
+        Some((seq, problem)) => writeln!(out, "cluster chain: BROKEN at event {seq}: {problem}")?,
+    }
+    Ok(report.broken.is_none())
+}
+
+/// With `--replica NAME` naming another replica than this config's: that
+/// replica's session `id` from the archive (see [`archived_transcript`]);
+/// `None`: the session is this replica's, in the local store.
+pub fn from_archive(
+    config: &Config,
+    replica: Option<&str>,
+    id: i64,
+) -> anyhow::Result<Option<Transcript>> {
+    match replica.filter(|name| config.cluster.as_ref().is_none_or(|c| c.replica != *name)) {
+        Some(replica) => archived_transcript(config, replica, id).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The transcript of `replica`'s session `id`, read from the archive and
@@ -99,10 +120,4 @@ pub fn archived_transcript(config: &Config, replica: &str, id: i64) -> anyhow::R
         let archive = Archive::open(settings)?;
         Ok(archive.fetch(cluster, replica, SessionId(id)).await?)
     })
-}
-
-/// `--replica NAME`, when it names another replica than this config's:
-/// the session lives in the archive, not in the local store.
-pub fn elsewhere<'a>(config: &Config, replica: Option<&'a str>) -> Option<&'a str> {
-    replica.filter(|name| config.cluster.as_ref().is_none_or(|c| c.replica != *name))
 }
