@@ -242,7 +242,7 @@ impl Config {
             })?;
         let cluster = parsed
             .cluster
-            .resolve()
+            .resolve(&base)
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,

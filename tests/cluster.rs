@@ -310,3 +310,61 @@ fn a_replica_without_the_ca_key_admits_certs_but_issues_none() {
         "{out:?}"
     );
 }
+
+#[test]
+fn with_ca_file_the_replicas_speak_tls_to_the_database_and_check_its_certificate() {
+    let c = Rig::over_tls(Setup::standard());
+    let agent = c.a.granted_agent();
+    let out = ssh_via(
+        c.lb.to[1],
+        &agent.key.private,
+        agent.cert.as_ref().unwrap(),
+        "echo over-tls",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "over-tls\n",
+        "{out:?}"
+    );
+    // The database takes TCP over TLS only; both replicas are connected.
+    let encrypted = c.pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+         WHERE ssl AND application_name LIKE 'portcullis %'",
+    );
+    assert!(encrypted.parse::<u32>().unwrap_or(0) >= 2, "{encrypted}");
+    // A CA that did not sign the server's certificate: refused, in one line.
+    let config = std::fs::read_to_string(&c.a.config).expect("read the config");
+    let ca = c.pg.ca_file.as_ref().expect("a CA").display().to_string();
+    let wrong_ca = c.a.dir().join("wrong-ca.pem");
+    run_ok(
+        std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=another CA",
+                "-nodes",
+            ])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .arg("-keyout")
+            .arg(c.a.dir().join("wrong-ca.key"))
+            .arg("-out")
+            .arg(&wrong_ca),
+        "openssl: another CA",
+    );
+    let other = c.a.dir().join("wrong-ca.toml");
+    std::fs::write(&other, config.replace(&ca, &wrong_ca.display().to_string())).expect("write");
+    let out = std::process::Command::new(bin())
+        .args(["sessions", "--config"])
+        .arg(&other)
+        .output()
+        .expect("run portcullis");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("ca_file") || said.contains("certificate"),
+        "{said}"
+    );
+}

@@ -157,6 +157,7 @@ impl Postgresql {
             database: pg.url(),
             replica: replica.into(),
             dead_after: std::time::Duration::from_secs(10),
+            ca_file: None,
         };
         Postgresql {
             cluster: Cluster::new(&settings).expect("cluster settings"),
@@ -250,6 +251,7 @@ fn revocations_made_at_once_are_numbered_without_gaps() {
                 database: pg.url(),
                 replica: format!("r{i}"),
                 dead_after: std::time::Duration::from_secs(10),
+                ca_file: None,
             };
             Cluster::new(&settings).expect("cluster settings")
         })

@@ -14,12 +14,14 @@ mod chain;
 mod grants;
 mod schema;
 mod sessions;
+mod tls;
 mod wake;
 
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::ClusterSettings;
 pub use archived::Seal;
@@ -45,6 +47,8 @@ pub enum ClusterError {
     Corrupt(&'static str),
     #[error("cluster database schema {0} is newer than this portcullis knows")]
     NewerSchema(i32),
+    #[error("cluster database TLS: {0}")]
+    Tls(String),
     #[error("replica name {0:?} is in use by a live replica (its heartbeat is fresh)")]
     NameInUse(String),
 }
@@ -53,6 +57,7 @@ pub enum ClusterError {
 pub struct Cluster {
     settings: ClusterSettings,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     client: Mutex<Option<Client>>,
 }
 
@@ -66,9 +71,11 @@ impl Cluster {
             // The migration's "already exists, skipping" notices are noise.
             .options("-c client_min_messages=warning")
             .keepalives_idle(Duration::from_secs(5));
+        let tls = tls::connector(&mut config, settings.ca_file.as_deref())?;
         Ok(Cluster {
             settings: settings.clone(),
             config,
+            tls,
             client: Mutex::new(None),
         })
     }
@@ -112,7 +119,7 @@ impl Cluster {
     }
 
     async fn connect(&self) -> Result<Client, ClusterError> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "cluster database connection ended");
@@ -128,9 +135,10 @@ impl Cluster {
 fn is_refusal(e: &ClusterError) -> bool {
     match e {
         ClusterError::Db(db) => db.as_db_error().is_some(),
-        ClusterError::Corrupt(_) | ClusterError::NewerSchema(_) | ClusterError::NameInUse(_) => {
-            true
-        }
+        ClusterError::Corrupt(_)
+        | ClusterError::NewerSchema(_)
+        | ClusterError::NameInUse(_)
+        | ClusterError::Tls(_) => true,
         ClusterError::Timeout(_) => false,
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::grants::REVOCATIONS_CHANNEL;
 use super::Cluster;
@@ -35,10 +36,11 @@ impl Cluster {
     pub fn listen_for_revocations(&self) -> Arc<RevocationWake> {
         let wake = Arc::new(RevocationWake::default());
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let waker = wake.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = listen_once(&config, &waker).await {
+                if let Err(e) = listen_once(&config, tls.clone(), &waker).await {
                     tracing::warn!(error = %e, "revocation notices: connection lost; polling until it is back");
                 }
                 tokio::time::sleep(RECONNECT).await;
@@ -50,9 +52,10 @@ impl Cluster {
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     wake: &RevocationWake,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {REVOCATIONS_CHANNEL}");
     {

@@ -4,6 +4,7 @@
 //! Invariant: parsing touches no network; the database URL (it may hold a
 //! password) is never printed, only its host and port.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,6 +19,7 @@ pub(super) struct ClusterFile {
     database: Option<String>,
     replica: Option<String>,
     dead_after: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 /// What `[cluster]` comes to.
@@ -28,6 +30,9 @@ pub struct ClusterSettings {
     /// This replica's name: unique in the cluster, it keys its sessions.
     pub replica: String,
     pub dead_after: Duration,
+    /// The CA certificates (PEM) the database's TLS certificate is checked
+    /// against; set: every connection is TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -41,9 +46,9 @@ impl std::fmt::Debug for ClusterSettings {
 }
 
 impl ClusterFile {
-    pub(super) fn resolve(&self) -> Result<Option<ClusterSettings>, String> {
+    pub(super) fn resolve(&self, base: &Path) -> Result<Option<ClusterSettings>, String> {
         let (database, replica) = match (&self.database, &self.replica) {
-            (None, None) if self.dead_after.is_none() => return Ok(None),
+            (None, None) if self.dead_after.is_none() && self.ca_file.is_none() => return Ok(None),
             (Some(database), Some(replica)) => (database, replica),
             _ => return Err("[cluster] needs both database and replica".into()),
         };
@@ -69,6 +74,7 @@ impl ClusterFile {
             database: database.clone(),
             replica: replica.clone(),
             dead_after,
+            ca_file: self.ca_file.as_ref().map(|p| base.join(p)),
         }))
     }
 }
@@ -82,23 +88,26 @@ mod tests {
             database: database.map(str::to_owned),
             replica: replica.map(str::to_owned),
             dead_after: None,
+            ca_file: None,
         }
     }
 
     #[test]
     fn absent_is_one_machine_and_half_a_section_is_refused() {
-        assert_eq!(file(None, None).resolve(), Ok(None));
-        assert!(file(Some("postgres://h/db"), None).resolve().is_err());
-        assert!(file(None, Some("a")).resolve().is_err());
+        assert_eq!(file(None, None).resolve(Path::new("/")), Ok(None));
+        assert!(file(Some("postgres://h/db"), None)
+            .resolve(Path::new("/"))
+            .is_err());
+        assert!(file(None, Some("a")).resolve(Path::new("/")).is_err());
         assert!(file(Some("postgres://h/db"), Some("a/b"))
-            .resolve()
+            .resolve(Path::new("/"))
             .is_err());
     }
 
     #[test]
     fn the_password_never_shows_in_debug_output() {
         let settings = file(Some("postgres://u:hunter2@h/db"), Some("a"))
-            .resolve()
+            .resolve(Path::new("/"))
             .unwrap()
             .unwrap();
         assert!(!format!("{settings:?}").contains("hunter2"));

@@ -7,11 +7,16 @@ impl Setup {
     /// `[cluster]` on `database` as replica `replica`; heartbeats judged
     /// dead after `dead_after`. Connections come through HAProxy, so
     /// 127.0.0.1 (where it connects from) is a trusted proxy.
-    pub fn cluster(self, database: &str, replica: &str, dead_after: &str) -> Setup {
+    pub fn cluster(self, pg: &Postgres, replica: &str, dead_after: &str) -> Setup {
         let mut setup = self.setting("trusted_proxies", "[\"127.0.0.1/32\"]");
-        setup.appended.push(format!(
-            "[cluster]\ndatabase = \"{database}\"\nreplica = \"{replica}\"\ndead_after = \"{dead_after}\"\n"
-        ));
+        let mut table = format!(
+            "[cluster]\ndatabase = \"{}\"\nreplica = \"{replica}\"\ndead_after = \"{dead_after}\"\n",
+            pg.url()
+        );
+        if let Some(ca) = &pg.ca_file {
+            table.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+        }
+        setup.appended.push(table);
         setup
     }
 }
@@ -119,16 +124,20 @@ pub struct Rig {
 
 impl Rig {
     pub fn start(setup: Setup) -> Rig {
-        Rig::launch(setup, None)
+        Rig::launch(setup, Postgres::start(), None)
     }
 
     pub fn with_archive(setup: Setup) -> Rig {
-        Rig::launch(setup, Some(S3::start()))
+        Rig::launch(setup, Postgres::start(), Some(S3::start()))
     }
 
-    fn launch(setup: Setup, s3: Option<S3>) -> Rig {
-        let pg = Postgres::start();
-        let mut setup = setup.cluster(&pg.url(), "a", "2s");
+    /// The replicas on a database that speaks TLS only to them.
+    pub fn over_tls(setup: Setup) -> Rig {
+        Rig::launch(setup, Postgres::start_with_tls(), None)
+    }
+
+    fn launch(setup: Setup, pg: Postgres, s3: Option<S3>) -> Rig {
+        let mut setup = setup.cluster(&pg, "a", "2s");
         if let Some(s3) = &s3 {
             setup.appended.push(format!(
                 "[archive]\nurl = \"s3://{BUCKET}/cluster\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key_file = \"{}\"\n",

@@ -7,6 +7,8 @@ use super::*;
 
 pub struct Postgres {
     pub port: u16,
+    /// With [`Postgres::start_with_tls`]: the CA that signed its certificate.
+    pub ca_file: Option<PathBuf>,
     data: PathBuf,
     log: PathBuf,
     bin: PathBuf,
@@ -15,6 +17,16 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::launch(false)
+    }
+
+    /// The server with TLS on (`ssl = on`), its certificate for IP
+    /// 127.0.0.1 signed by a throwaway CA ([`Postgres::ca_file`]).
+    pub fn start_with_tls() -> Postgres {
+        Postgres::launch(true)
+    }
+
+    fn launch(tls: bool) -> Postgres {
         let bin = server_bin();
         let dir = tempdir();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -46,8 +58,10 @@ impl Postgres {
                 ]),
             "initdb",
         );
+        let ca_file = tls.then(|| make_certificates(dir.path(), &data));
         let pg = Postgres {
             port: free_port(),
+            ca_file,
             data,
             log,
             bin,
@@ -70,11 +84,14 @@ impl Postgres {
 
     /// Starts the server (again), on the same port and data.
     pub fn resume(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
             self.port,
             self.dir.path().join("sock").display()
         );
+        if self.ca_file.is_some() {
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         run_ok(
             as_server_user(&self.bin.join("pg_ctl"))
                 .arg("-D")
@@ -131,6 +148,95 @@ impl Drop for Postgres {
             eprintln!("--- postgres log\n{}", tail(&self.log, 40));
         }
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (the key in
+/// the data directory, where PostgreSQL wants it, owned by its user), and
+/// a `pg_hba.conf` that takes TCP connections over TLS only.
+fn make_certificates(dir: &Path, data: &Path) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    let openssl = |args: &[&str], what: &str| {
+        run_ok(Command::new("openssl").args(args).current_dir(dir), what);
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=portcullis test CA",
+    ];
+    args.extend(ec);
+    args.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&args, "openssl: the CA");
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    args.extend(ec);
+    openssl(&args, "openssl: the server's request");
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+        "openssl: the server's certificate",
+    );
+    // TLS or nothing: a plaintext connection is turned away.
+    let hba = data.join("pg_hba.conf");
+    fs::write(
+        &hba,
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .expect("write pg_hba.conf");
+    if is_root() {
+        run_ok(
+            Command::new("chown").arg("postgres:postgres").arg(&hba),
+            "chown",
+        );
+    }
+    for name in ["server.crt", "server.key"] {
+        let target = data.join(name);
+        fs::copy(dir.join(name), &target).expect("copy into the data directory");
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).expect("chmod");
+        if is_root() {
+            run_ok(
+                Command::new("chown").arg("postgres:postgres").arg(&target),
+                "chown",
+            );
+        }
+    }
+    ca
 }
 
 /// The newest installed server's bin directory.
