@@ -224,7 +224,12 @@ fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
     let cert = agent.cert.clone().expect("a cert");
     let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo before");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n", "{out:?}");
+    let mut held = Held::open(c.lb.to[0], &agent);
+    let open = c.open_on("a");
     c.pg.halt();
+    // A live session goes on without the database, and ends on record.
+    held.child.stdin.take();
+    assert!(held.ended_within(Duration::from_secs(5)).is_some());
     let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo during");
     assert_eq!(out.status.code(), Some(255), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
@@ -242,6 +247,17 @@ fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
         (out.stdout == b"after\n")
             .then_some(())
             .ok_or(format!("{out:?}"))
+    });
+    // The end the database missed is put into the index from a's store.
+    eventually("the index has the end a recorded while it was lost", || {
+        let all = cluster_sessions(&c.a);
+        let s = all
+            .iter()
+            .find(|s| s["replica"] == "a" && s["id"] == open["id"]);
+        match s {
+            Some(s) if s["end_reason"] == "client disconnected" => Ok(()),
+            _ => Err(format!("{all:#?}")),
+        }
     });
 }
 
@@ -367,4 +383,35 @@ fn with_ca_file_the_replicas_speak_tls_to_the_database_and_check_its_certificate
         said.contains("ca_file") || said.contains("certificate"),
         "{said}"
     );
+}
+
+#[test]
+fn a_second_replica_under_a_live_replicas_name_is_refused() {
+    let c = Rig::start(Setup::standard());
+    let (_dir, config) = c.a.replica_setup("a");
+    let started = Instant::now();
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("run portcullis serve");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("replica name \"a\" is in use"), "{said}");
+    // It waited out dead_after (2s) for a heartbeat that stayed fresh.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    // And the live one still admits.
+    let agent = c.a.granted_agent();
+    let out = ssh_via(
+        c.lb.to[0],
+        &agent.key.private,
+        agent.cert.as_ref().unwrap(),
+        "echo a",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n", "{out:?}");
 }

@@ -17,6 +17,7 @@ mod sessions;
 mod tls;
 mod wake;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -59,6 +60,9 @@ pub struct Cluster {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     client: Mutex<Option<Client>>,
+    /// Set when a session's end could not be put in the index; the
+    /// heartbeat then reconciles the index with the store.
+    index_behind: AtomicBool,
 }
 
 impl Cluster {
@@ -77,6 +81,7 @@ impl Cluster {
             config,
             tls,
             client: Mutex::new(None),
+            index_behind: AtomicBool::new(false),
         })
     }
 
@@ -86,6 +91,11 @@ impl Cluster {
 
     pub fn settings(&self) -> &ClusterSettings {
         &self.settings
+    }
+
+    /// Whether an end was missed since the last call (and clears it).
+    pub fn take_index_behind(&self) -> bool {
+        self.index_behind.swap(false, Ordering::Relaxed)
     }
 
     /// Runs `op` on the connection (made, and the schema brought up to

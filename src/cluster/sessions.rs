@@ -166,15 +166,38 @@ impl Cluster {
         reason: &str,
     ) -> Result<(), ClusterError> {
         let replica = self.replica().to_owned();
+        let ended = self
+            .run(async move |client| {
+                client
+                    .execute(
+                        "UPDATE sessions SET ended_at_us = $3, end_reason = $4
+                         WHERE replica = $1 AND local_id = $2 AND ended_at_us IS NULL",
+                        &[&replica, &id.0, &at_us, &reason],
+                    )
+                    .await?;
+                Ok(())
+            })
+            .await;
+        if ended.is_err() {
+            self.index_behind
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        ended
+    }
+
+    /// This replica's sessions the index has open.
+    pub async fn open_sessions(&self) -> Result<Vec<SessionId>, ClusterError> {
+        let replica = self.replica().to_owned();
         self.run(async move |client| {
-            client
-                .execute(
-                    "UPDATE sessions SET ended_at_us = $3, end_reason = $4
-                     WHERE replica = $1 AND local_id = $2 AND ended_at_us IS NULL",
-                    &[&replica, &id.0, &at_us, &reason],
+            let rows = client
+                .query(
+                    "SELECT local_id FROM sessions WHERE replica = $1 AND ended_at_us IS NULL",
+                    &[&replica],
                 )
                 .await?;
-            Ok(())
+            rows.iter()
+                .map(|row| Ok(SessionId(row.try_get(0)?)))
+                .collect()
         })
         .await
     }

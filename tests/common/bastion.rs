@@ -111,6 +111,12 @@ impl Bastion {
     /// and policy (links to this one's), its own store, config and port,
     /// with `[cluster] replica = name`. The targets stay this one's.
     pub fn replica(&self, name: &str) -> Bastion {
+        let (dir, config) = self.replica_setup(name);
+        Bastion::launch_in(dir, config, Vec::new())
+    }
+
+    /// The directory and config of a replica named `name`, not started.
+    pub fn replica_setup(&self, name: &str) -> (TempDir, PathBuf) {
         let dir = tempdir();
         for shared in ["hostkeys", "ca", "policy"] {
             std::os::unix::fs::symlink(self.dir().join(shared), dir.path().join(shared))
@@ -131,7 +137,7 @@ impl Bastion {
         let head = head.replace("task_key = \"ca/task_ca\"", "task_key = \"ca/task_ca.pub\"");
         let config = dir.path().join("portcullis.toml");
         fs::write(&config, format!("{head}[cluster]\n{cluster}")).expect("write portcullis.toml");
-        Bastion::launch_in(dir, config, Vec::new())
+        (dir, config)
     }
 
     pub fn dir(&self) -> &Path {
