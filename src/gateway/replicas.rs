@@ -46,7 +46,10 @@ pub async fn heartbeat(ctx: Arc<ServerContext>) {
         beats = beats.wrapping_add(1);
         match cluster.heartbeat_and_sweep().await {
             Ok(swept) => {
-                if cluster.take_index_behind() || !reachable || beats % RECONCILE_EVERY == 0 {
+                if cluster.take_index_behind()
+                    || !reachable
+                    || beats.is_multiple_of(RECONCILE_EVERY)
+                {
                     if let Err(e) = reconcile(&ctx, &cluster).await {
                         tracing::warn!(error = %e, "could not check the session index against the store");
                     }
