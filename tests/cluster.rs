@@ -120,6 +120,11 @@ fn a_revocation_in_the_database_ends_a_session_on_another_replica_within_a_secon
         assert_eq!(out.status.code(), Some(255), "{out:?}");
         assert!(out.stdout.is_empty());
     }
+    // This machine's store lacks the cluster's revocations: no KRL from it.
+    let krl = c.a.dir().join("cluster.krl");
+    let refused = c.a.cli("krl", &["-o", &krl.display().to_string()]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(!krl.exists());
     let verify = c.a.cli_ok("verify", &[]);
     assert!(
         String::from_utf8_lossy(&verify.stderr).contains("cluster chain: 1 events, intact"),
@@ -230,6 +235,9 @@ fn with_the_database_lost_new_sessions_are_refused_until_it_is_back() {
     // A live session goes on without the database, and ends on record.
     held.child.stdin.take();
     assert!(held.ended_within(Duration::from_secs(5)).is_some());
+    let checked = c.a.cli("check", &[]);
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("[cluster] database:"));
     let out = ssh_via(c.lb.to[0], &agent.key.private, &cert, "echo during");
     assert_eq!(out.status.code(), Some(255), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");

@@ -1,5 +1,5 @@
 //! `portcullis check`: every problem in the config and the policy, the
-//! store's health, and warnings an operator should act on.
+//! store's health (and the cluster database's, with `[cluster]`), and warnings an operator should act on.
 //!
 //! Invariant: problems make the command fail; warnings never do.
 
@@ -33,6 +33,12 @@ pub fn run(config: &Config, out: &mut dyn Write) -> anyhow::Result<bool> {
         }
         for warning in serial_zero_warnings(&config.store).unwrap_or_default() {
             writeln!(out, "{}: warning: {warning}", config.store.display())?;
+        }
+    }
+    if let Some(cluster) = &config.cluster {
+        if let Err(e) = super::cluster::probe(cluster) {
+            writeln!(out, "{}: [cluster] database: {e:#}", config.file.display())?;
+            ok = false;
         }
     }
     if ok {

@@ -80,6 +80,14 @@ pub fn sessions(
     Ok(())
 }
 
+/// Whether the cluster's database answers (its schema brought up to date).
+pub fn probe(settings: &ClusterSettings) -> anyhow::Result<()> {
+    with_cluster(settings, async |cluster| {
+        cluster.last_revocation_id().await?;
+        Ok(())
+    })
+}
+
 /// Walks the shared chain and prints its line (`cluster chain: ...`) to
 /// `out`; returns whether it is intact.
 pub fn verify_chain(settings: &ClusterSettings, out: &mut dyn Write) -> anyhow::Result<bool> {
