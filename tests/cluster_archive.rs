@@ -107,6 +107,14 @@ fn a_session_recorded_on_one_replica_is_read_from_another_and_a_changed_object_i
         refused.stdout.is_empty(),
         "nothing of a forged object is shown"
     );
+    // One of another size is refused before its bytes are read.
+    let mut longer = original.clone();
+    longer.extend_from_slice(&vec![b' '; 1 << 20]);
+    s3.overwrite(&key, &longer);
+    let refused = rig.b.cli("show", &[&id_text, "--replica", "a"]);
+    assert!(refused.stdout.is_empty());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("its seal says"), "{said}");
 }
 
 #[test]
@@ -164,4 +172,35 @@ fn a_replica_killed_mid_session_ships_what_it_committed_once_back_and_only_once(
         1,
         "{keys:?}"
     );
+}
+
+#[test]
+fn sessions_ending_out_of_order_are_all_archived() {
+    let rig = Rig::with_archive(Setup::standard());
+    let agent = rig.a.granted_agent();
+    let cert = agent.cert.clone().expect("a cert");
+    // The first session stays open while later ones end and are shipped.
+    let mut long = Held::open(rig.lb.to[0], &agent);
+    rig.open_on("a");
+    for i in 0..3 {
+        let out = ssh_via(
+            rig.lb.to[0],
+            &agent.key.private,
+            &cert,
+            &format!("echo short-{i}"),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("short-{i}\n"));
+    }
+    let sealed = |n: &str| {
+        eventually(&format!("{n} sessions sealed"), || {
+            let count = rig
+                .pg
+                .psql("SELECT count(*) FROM archived WHERE replica = 'a'");
+            (count == n).then_some(()).ok_or(count)
+        })
+    };
+    sealed("3");
+    long.child.stdin.take();
+    assert!(long.ended_within(Duration::from_secs(5)).is_some());
+    sealed("4");
 }

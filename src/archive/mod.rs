@@ -119,17 +119,23 @@ impl Archive {
             .seal_of(replica, id)
             .await?
             .ok_or_else(not_archived)?;
-        let bytes = self
-            .store
-            .get(&ObjectPath::from(seal.object_key.as_str()))
-            .await?
-            .bytes()
-            .await?;
         let tampered = |problem: String| ArchiveError::Tampered {
             replica: replica.to_owned(),
             id: id.0,
             problem,
         };
+        let object = self
+            .store
+            .get(&ObjectPath::from(seal.object_key.as_str()))
+            .await?;
+        // Read no more than the seal says there is.
+        if i64::try_from(object.meta.size).ok() != Some(seal.bytes) {
+            return Err(tampered(format!(
+                "it is {} bytes, its seal says {}",
+                object.meta.size, seal.bytes
+            )));
+        }
+        let bytes = object.bytes().await?;
         if seal_of_bytes(&seal.object_key, &bytes) != seal {
             return Err(tampered("its bytes do not hash to the chained seal".into()));
         }

@@ -3,13 +3,16 @@
 //! by the seals in the cluster's database, so a restart resumes where the
 //! last run stopped: a session uploaded but not sealed is uploaded again
 //! (the same bytes, the same key), one sealed is never touched again.
+//! A round reads only the sessions from the oldest one not yet sealed on,
+//! so its cost follows what is new, not the size of the store.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{seal_of_bytes, Archive, ArchiveError, Sealed};
-use crate::audit::{Reader, SessionFilter, SessionId, Transcript};
+use crate::audit::{Reader, SessionId, Transcript};
 use crate::cluster::Cluster;
 
 /// How often the store is looked at for newly ended sessions.
@@ -18,10 +21,11 @@ pub const SHIP_EVERY: Duration = Duration::from_secs(1);
 const PER_ROUND: usize = 32;
 
 pub async fn run(store: PathBuf, cluster: Arc<Cluster>, archive: Arc<Archive>) {
+    let mut shipper = Shipper::default();
     let mut failing = false;
     loop {
         tokio::time::sleep(SHIP_EVERY).await;
-        match ship_round(&store, &cluster, &archive).await {
+        match shipper.round(&store, &cluster, &archive).await {
             Ok(_) if failing => {
                 tracing::warn!("archive: shipping again");
                 failing = false;
@@ -36,42 +40,76 @@ pub async fn run(store: PathBuf, cluster: Arc<Cluster>, archive: Arc<Archive>) {
     }
 }
 
-/// Ships (and seals) up to [`PER_ROUND`] ended, unsealed sessions.
-pub async fn ship_round(
+/// What the shipper knows between rounds, so a round reads only what is
+/// new: every session below `low` is sealed; `sealed` holds the seals
+/// from `low` on (loaded from the database once, then kept here).
+#[derive(Default)]
+struct Shipper {
+    low: i64,
+    sealed: Option<BTreeSet<i64>>,
+}
+
+impl Shipper {
+    /// Ships (and seals) up to [`PER_ROUND`] ended, unsealed sessions.
+    async fn round(
+        &mut self,
+        store: &std::path::Path,
+        cluster: &Cluster,
+        archive: &Archive,
+    ) -> Result<usize, ArchiveError> {
+        let sealed = match &mut self.sealed {
+            Some(sealed) => sealed,
+            None => self.sealed.insert(cluster.sealed().await?),
+        };
+        let path = store.to_path_buf();
+        let low = self.low;
+        let sessions = blocking(move || Ok(Reader::open(&path)?.session_ids_from(low)?)).await?;
+        // The first session still open or unsealed is where the next
+        // round starts reading.
+        let first_pending = sessions
+            .iter()
+            .find(|(id, ended)| !ended || !sealed.contains(&id.0))
+            .map(|(id, _)| id.0);
+        let pending: Vec<SessionId> = sessions
+            .iter()
+            .filter(|(id, ended)| *ended && !sealed.contains(&id.0))
+            .map(|(id, _)| *id)
+            .take(PER_ROUND)
+            .collect();
+        for id in &pending {
+            ship_one(store, cluster, archive, *id).await?;
+            sealed.insert(id.0);
+        }
+        let next_low =
+            first_pending.unwrap_or_else(|| sessions.last().map_or(low, |(id, _)| id.0 + 1));
+        sealed.retain(|id| *id >= next_low);
+        self.low = next_low;
+        Ok(pending.len())
+    }
+}
+
+/// Uploads one ended session and records its seal.
+async fn ship_one(
     store: &std::path::Path,
     cluster: &Cluster,
     archive: &Archive,
-) -> Result<usize, ArchiveError> {
-    let sealed = cluster.sealed().await?;
+    id: SessionId,
+) -> Result<(), ArchiveError> {
     let path = store.to_path_buf();
-    let pending: Vec<SessionId> = blocking(move || {
-        let ended = Reader::open(&path)?.list_sessions(&SessionFilter::default())?;
-        Ok(ended
-            .into_iter()
-            .filter(|s| s.ended_at_us.is_some() && !sealed.contains(&s.id.0))
-            .map(|s| s.id)
-            .take(PER_ROUND)
-            .collect())
+    let transcript: Transcript = blocking(move || {
+        Reader::open(&path)?
+            .transcript(id)?
+            .ok_or_else(|| ArchiveError::Document(format!("session {id} vanished from the store")))
     })
     .await?;
-    for id in &pending {
-        let path = store.to_path_buf();
-        let id = *id;
-        let transcript: Transcript = blocking(move || {
-            Reader::open(&path)?.transcript(id)?.ok_or_else(|| {
-                ArchiveError::Document(format!("session {id} vanished from the store"))
-            })
-        })
-        .await?;
-        let bytes = Sealed::new(cluster.replica(), transcript)
-            .to_bytes()
-            .map_err(|e| ArchiveError::Document(e.to_string()))?;
-        let seal = seal_of_bytes(&archive.object_key(cluster.replica(), id), &bytes);
-        archive.put(&seal.object_key, bytes).await?;
-        cluster.seal(id, &seal).await?;
-        tracing::info!(session = %id, object = seal.object_key, "archive: session sealed");
-    }
-    Ok(pending.len())
+    let bytes = Sealed::new(cluster.replica(), transcript)
+        .to_bytes()
+        .map_err(|e| ArchiveError::Document(e.to_string()))?;
+    let seal = seal_of_bytes(&archive.object_key(cluster.replica(), id), &bytes);
+    archive.put(&seal.object_key, bytes).await?;
+    cluster.seal(id, &seal).await?;
+    tracing::info!(session = %id, object = seal.object_key, "archive: session sealed");
+    Ok(())
 }
 
 /// Runs a read of the local store off the async threads.

@@ -189,6 +189,16 @@ impl Reader {
             .optional()?)
     }
 
+    /// The ids of the sessions from `low` on, oldest first, and whether
+    /// each has ended (the archive's shipper reads only what is new).
+    pub fn session_ids_from(&self, low: i64) -> Result<Vec<(SessionId, bool)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, ended_at_us IS NOT NULL FROM sessions WHERE id >= ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([low], |row| Ok((SessionId(row.get(0)?), row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Refused authentications (`auth.refused`), oldest first.
     pub fn list_refusals(&self, since_us: Option<i64>) -> Result<Vec<EventRecord>, StoreError> {
         let sql = format!(

@@ -52,7 +52,9 @@ impl ClusterFile {
             (Some(database), Some(replica)) => (database, replica),
             _ => return Err("[cluster] needs both database and replica".into()),
         };
+        // It names objects in the archive: no "." or ".." path segments.
         let name_ok = !replica.is_empty()
+            && !replica.bytes().all(|b| b == b'.')
             && replica.len() <= 64
             && replica
                 .bytes()
@@ -100,6 +102,9 @@ mod tests {
             .is_err());
         assert!(file(None, Some("a")).resolve(Path::new("/")).is_err());
         assert!(file(Some("postgres://h/db"), Some("a/b"))
+            .resolve(Path::new("/"))
+            .is_err());
+        assert!(file(Some("postgres://h/db"), Some(".."))
             .resolve(Path::new("/"))
             .is_err());
     }
