@@ -252,7 +252,7 @@ impl Config {
             // hold the cluster's revocations: it would list too few.
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                message: "[ca] write_krl is not kept from the cluster's revocations: leave it out with [cluster]".into(),
+                message: "[ca] write_krl is not kept from the cluster's revocations: leave it out with [cluster], and run `portcullis krl` on the signing node".into(),
             });
         }
         let archive = parsed

@@ -120,11 +120,22 @@ fn a_revocation_in_the_database_ends_a_session_on_another_replica_within_a_secon
         assert_eq!(out.status.code(), Some(255), "{out:?}");
         assert!(out.stdout.is_empty());
     }
-    // This machine's store lacks the cluster's revocations: no KRL from it.
+    // The KRL for targets: the cluster's revocations, naming the certs the
+    // signing node (a) issued.
     let krl = c.a.dir().join("cluster.krl");
-    let refused = c.a.cli("krl", &["-o", &krl.display().to_string()]);
-    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
-    assert!(!krl.exists());
+    c.a.cli_ok("krl", &["-o", &krl.display().to_string()]);
+    let cert = agent.cert.as_ref().expect("a cert");
+    let queried = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(&krl)
+        .arg(cert)
+        .output()
+        .expect("ssh-keygen -Q");
+    assert!(
+        String::from_utf8_lossy(&queried.stdout).contains("REVOKED"),
+        "{queried:?}"
+    );
     let verify = c.a.cli_ok("verify", &[]);
     assert!(
         String::from_utf8_lossy(&verify.stderr).contains("cluster chain: 1 events, intact"),

@@ -183,6 +183,20 @@ impl Cluster {
         .await
     }
 
+    /// The identities suspended now.
+    pub async fn suspended_identities(&self) -> Result<Vec<String>, ClusterError> {
+        self.run(async |client| {
+            let rows = client
+                .query(
+                    "SELECT DISTINCT identity FROM suspensions WHERE lifted_at_us IS NULL ORDER BY identity",
+                    &[],
+                )
+                .await?;
+            rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        })
+        .await
+    }
+
     /// Revocations with ids above `after`, oldest first.
     pub async fn revocations_after(&self, after: i64) -> Result<Vec<Revocation>, ClusterError> {
         self.run(async move |client| {

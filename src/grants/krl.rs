@@ -18,7 +18,7 @@ use rusqlite::Connection;
 use russh::keys::ssh_key::{Certificate, HashAlg, PublicKey};
 
 use super::db::{self, CertFacts};
-use super::{GrantError, RevokeSelector};
+use super::{GrantError, Revocation, RevokeSelector};
 use crate::cert::cert_fingerprint;
 use crate::cert::krl::{fingerprint_hash, KrlBuilder};
 
@@ -38,14 +38,36 @@ struct KnownCert {
     key: Option<PublicKey>,
 }
 
+/// What is revoked: every revocation, oldest first, and the identities
+/// suspended now.
+pub struct Revoked {
+    pub revocations: Vec<Revocation>,
+    pub suspended: Vec<String>,
+}
+
 /// Builds the KRL of everything revoked in the store at `conn`; `cas` are
 /// the CAs whose certs the bastion accepts.
 pub fn build(conn: &Connection, cas: &[PublicKey], now_unix: u64) -> Result<StoreKrl, GrantError> {
-    let revocations = db::revocations_after(conn, 0)?;
+    let revoked = Revoked {
+        revocations: db::revocations_after(conn, 0)?,
+        suspended: suspended(conn)?,
+    };
+    build_with(conn, cas, now_unix, &revoked)
+}
+
+/// Builds the KRL of `revoked` (kept elsewhere: the cluster's database),
+/// naming the certs the store at `conn` knows.
+pub fn build_with(
+    conn: &Connection,
+    cas: &[PublicKey],
+    now_unix: u64,
+    revoked: &Revoked,
+) -> Result<StoreKrl, GrantError> {
+    let revocations = &revoked.revocations;
     let known = known_certs(conn, cas)?;
     let mut krl = KrlBuilder::default();
     let mut unnamed = 0;
-    for revocation in &revocations {
+    for revocation in revocations {
         match &revocation.selector {
             RevokeSelector::Serial(serial) => {
                 for ca in cas {
@@ -76,8 +98,8 @@ pub fn build(conn: &Connection, cas: &[PublicKey], now_unix: u64) -> Result<Stor
             unnamed += usize::from(!named);
         }
     }
-    for identity in suspended(conn)? {
-        krl.key_id(&identity);
+    for identity in &revoked.suspended {
+        krl.key_id(identity);
     }
     let version = u64::try_from(revocations.last().map_or(0, |r| r.id)).unwrap_or(0);
     let bytes = krl.to_bytes(version, now_unix, "portcullis revocations");

@@ -11,6 +11,7 @@ use crate::audit::{SessionFilter, SessionId, Transcript};
 use crate::cluster::{ChainReport, Cluster};
 use crate::config::{ClusterSettings, Config};
 use crate::grants::admin::operator;
+use crate::grants::krl::Revoked;
 use crate::grants::RevokeSelector;
 use crate::replay::{self, SessionsArgs};
 
@@ -78,6 +79,16 @@ pub fn sessions(
         false => replay::write_cluster_sessions(&list, out)?,
     }
     Ok(())
+}
+
+/// Everything the cluster revokes now, for a KRL.
+pub fn revoked(settings: &ClusterSettings) -> anyhow::Result<Revoked> {
+    with_cluster(settings, async |cluster| {
+        Ok(Revoked {
+            revocations: cluster.revocations_after(0).await?,
+            suspended: cluster.suspended_identities().await?,
+        })
+    })
 }
 
 /// Whether the cluster's database answers (its schema brought up to date).

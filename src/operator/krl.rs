@@ -12,11 +12,21 @@ use crate::clock;
 use crate::config::Config;
 use crate::grants::krl::{self, StoreKrl};
 
-/// Writes the KRL of the store's revocations to `out`.
+/// Writes the KRL of the store's revocations (with `[cluster]`, the
+/// cluster's) to `out`.
 pub fn write(config: &Config, out: &Path) -> anyhow::Result<StoreKrl> {
     let conn = Connection::open_with_flags(&config.store, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("reading the store {}", config.store.display()))?;
-    let built = krl::build(&conn, &ca_keys(config)?, clock::now_unix())?;
+    let cas = ca_keys(config)?;
+    let built = match &config.cluster {
+        // The cluster's revocations, naming the certs this store knows
+        // (on the signing node: every cert it issued).
+        Some(cluster) => {
+            let revoked = super::cluster::revoked(cluster)?;
+            krl::build_with(&conn, &cas, clock::now_unix(), &revoked)?
+        }
+        None => krl::build(&conn, &cas, clock::now_unix())?,
+    };
     krl::write_atomically(out, &built.bytes)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(built)
