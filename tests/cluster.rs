@@ -287,33 +287,11 @@ fn a_replica_without_the_ca_key_admits_certs_but_issues_none() {
     let task = c.a.new_key();
     let public = std::fs::read(&task.public).expect("read the task key");
     let request = |port: u16| {
-        let mut ssh = std::process::Command::new("ssh");
-        ssh.args([
-            "-F",
-            "/dev/null",
-            "-T",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "LogLevel=ERROR", "-i"])
-        .arg(&id.key.private)
-        .args([
-            "-p",
-            &port.to_string(),
-            "grant@::1",
-            "request --role ops --ttl 5m",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        let mut ssh = ssh_to_frontend(port, &id.key.private);
+        ssh.args(["grant@::1", "request --role ops --ttl 5m"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = ssh.spawn().expect("run ssh");
         child
             .stdin

@@ -238,7 +238,8 @@ struct Ports {
     bastion: u16,
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+/// Runs a command to completion; its stdout, or why it failed.
+pub fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: cannot run: {e}"))?;

@@ -7,7 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
+use crate::procs::timed;
 use crate::route::{mux_client_at, mux_exit_at, mux_master_at, Route};
+use crate::stats::Samples;
 
 /// A running ControlMaster; asked to exit (then killed) on drop.
 pub struct Master {
@@ -73,4 +75,24 @@ impl Drop for Master {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Unmeasured runs on each master before the measured ones.
+pub const EXEC_WARMUP: usize = 3;
+
+/// `ssh -S ctl HOST true` on every master in turn, `reps` measured rounds
+/// after [`EXEC_WARMUP`]: each master's times in ms, and the errors.
+pub fn exec_samples(masters: &[Master], reps: usize) -> (Vec<Samples>, Vec<String>) {
+    let mut samples = vec![Samples::default(); masters.len()];
+    let mut errors = Vec::new();
+    for rep in 0..reps + EXEC_WARMUP {
+        for (i, master) in masters.iter().enumerate() {
+            match timed(&mut master.client("true")) {
+                Ok(t) if rep >= EXEC_WARMUP => samples[i].push(t.as_secs_f64() * 1e3),
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    (samples, errors)
 }

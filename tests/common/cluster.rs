@@ -77,8 +77,9 @@ impl ClusterBalancer {
     }
 }
 
-/// The real ssh client to `[::1]:port` (a balancer's frontend), as an agent.
-pub fn ssh_via_command(port: u16, key: &Path, cert: &Path, command: &str) -> Command {
+/// The real ssh client to a balancer's frontend `[::1]:port` with `key`;
+/// the caller adds the destination (`LOGIN@::1`) and what to run.
+pub fn ssh_to_frontend(port: u16, key: &Path) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.args([
         "-F",
@@ -98,11 +99,17 @@ pub fn ssh_via_command(port: u16, key: &Path, cert: &Path, command: &str) -> Com
     .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
     .arg("-i")
     .arg(key)
-    .arg("-o")
-    .arg(format!("CertificateFile={}", cert.display()))
-    .args(["-p", &port.to_string()])
-    .arg(format!("{TARGET}@::1"))
-    .arg(command);
+    .args(["-p", &port.to_string()]);
+    cmd
+}
+
+/// An agent's `ssh` with its cert through a balancer's frontend.
+pub fn ssh_via_command(port: u16, key: &Path, cert: &Path, command: &str) -> Command {
+    let mut cmd = ssh_to_frontend(port, key);
+    cmd.arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .arg(format!("{TARGET}@::1"))
+        .arg(command);
     cmd
 }
 

@@ -17,8 +17,7 @@ use bytes::Bytes;
 use portcullis::audit::{Event, NewSession, Store, Stream};
 
 use crate::lab::Lab;
-use crate::mux::Master;
-use crate::procs::timed;
+use crate::mux::{exec_samples, Master, EXEC_WARMUP};
 use crate::report::Report;
 use crate::route::Route;
 use crate::stats::Samples;
@@ -52,18 +51,7 @@ fn exec_round_trip(lab: &Lab, sizes: &Sizes, report: &mut Report) {
             }
         }
     }
-    let mut samples = vec![Samples::default(); ROUTES.len()];
-    let mut errors = Vec::new();
-    let warmup = 3;
-    for rep in 0..sizes.exec_reps + warmup {
-        for (i, master) in masters.iter().enumerate() {
-            match timed(&mut master.client("true")) {
-                Ok(t) if rep >= warmup => samples[i].push(t.as_secs_f64() * 1e3),
-                Ok(_) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-    }
+    let (samples, errors) = exec_samples(&masters, sizes.exec_reps);
     drop(masters);
     let direct = samples[0].median();
     let rows: Vec<Vec<String>> = ROUTES
@@ -91,7 +79,7 @@ fn exec_round_trip(lab: &Lab, sizes: &Sizes, report: &mut Report) {
     for e in errors.iter().take(5) {
         report.note(&format!("error: {e}"));
     }
-    let runs = sizes.exec_reps as u64 + warmup as u64;
+    let runs = (sizes.exec_reps + EXEC_WARMUP) as u64;
     report.check(
         "exec round-trip: every command recorded",
         store::check_sessions(lab, before, 1, |r| {

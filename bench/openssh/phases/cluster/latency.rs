@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::mux::Master;
+use crate::mux::{exec_samples, Master};
 use crate::procs::timed;
 use crate::report::Report;
 use crate::stats::{ratio, Samples};
@@ -78,18 +78,7 @@ pub fn exec_round_trip(cluster: &ClusterLab, reps: usize, dir: &Path, report: &m
             }
         }
     }
-    let mut samples = vec![Samples::default(); HOSTS.len()];
-    let mut errors = Vec::new();
-    let warmup = 3;
-    for rep in 0..reps + warmup {
-        for (i, master) in masters.iter().enumerate() {
-            match timed(&mut master.client("true")) {
-                Ok(t) if rep >= warmup => samples[i].push(t.as_secs_f64() * 1e3),
-                Ok(_) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-    }
+    let (samples, errors) = exec_samples(&masters, reps);
     drop(masters);
     table(report, &samples, "exec");
     report.note(
