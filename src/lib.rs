@@ -9,6 +9,7 @@
 // (docs/ARCHITECTURE.md).
 pub mod archive;
 pub mod audit;
+pub mod book;
 pub mod cert;
 pub mod cidr;
 pub mod clock;

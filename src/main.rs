@@ -323,7 +323,11 @@ fn grant(config_path: &Path, args: &grant::GrantArgs) -> anyhow::Result<ExitCode
 /// `portcullis requests`
 fn requests(config_path: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    operator::requests::list(&config.store, all, json, &mut std::io::stdout().lock())?;
+    let queue = match &config.cluster {
+        Some(cluster) => operator::cluster::requests(cluster, all)?,
+        None => operator::requests::local(&config.store, all)?,
+    };
+    operator::requests::list(queue, all, json, &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -336,7 +340,10 @@ fn decide(
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let expiry = config.limits.request_expiry;
-    grants::admin::decide(&config.store, id, approve, reason, expiry)?;
+    match &config.cluster {
+        Some(cluster) => operator::cluster::decide(cluster, id, approve, reason, expiry)?,
+        None => grants::admin::decide(&config.store, id, approve, reason, expiry)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -286,21 +285,7 @@ fn a_replica_without_the_ca_key_admits_certs_but_issues_none() {
     let c = Rig::start(Setup::standard().identity_key(AGENT, &id.line));
     let task = c.a.new_key();
     let public = std::fs::read(&task.public).expect("read the task key");
-    let request = |port: u16| {
-        let mut ssh = ssh_to_frontend(port, &id.key.private);
-        ssh.args(["grant@::1", "request --role ops --ttl 5m"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = ssh.spawn().expect("run ssh");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&public)
-            .expect("send the task key");
-        child.wait_with_output().expect("ssh output")
-    };
+    let request = |port: u16| grant_via(port, &id, "request --role ops --ttl 5m", &public);
     // b's config names only ca/task_ca.pub: it verifies, it does not sign.
     let refused = request(c.lb.to[1]);
     assert_ne!(refused.status.code(), Some(0), "{refused:?}");

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
 use super::{Cluster, ClusterError};
+use crate::audit::Event;
 use crate::clock;
 
 /// What a walk of the shared chain found.
@@ -42,6 +43,31 @@ pub(super) async fn append(
     txn.execute("UPDATE chain_head SET seq = $1, hash = $2", &[&seq, &hash])
         .await?;
     Ok(())
+}
+
+/// Appends an audit event (its JSON, as the store chains it).
+pub(super) async fn append_event(
+    txn: &impl GenericClient,
+    source: &str,
+    event: &Event,
+) -> Result<(), ClusterError> {
+    let body = serde_json::to_value(event).map_err(|_| ClusterError::Corrupt("event"))?;
+    append(txn, source, event.kind(), &body).await
+}
+
+/// Appends an event about a held command, naming the replica whose
+/// session held it (the event's `held_session` is that replica's id).
+pub(super) async fn append_held_event(
+    txn: &impl GenericClient,
+    source: &str,
+    event: &Event,
+    held_on: &str,
+) -> Result<(), ClusterError> {
+    let mut body = serde_json::to_value(event).map_err(|_| ClusterError::Corrupt("event"))?;
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("held_replica".into(), held_on.into());
+    }
+    append(txn, source, event.kind(), &body).await
 }
 
 fn link(prev: &str, seq: i64, at_us: i64, source: &str, kind: &str, body: &str) -> String {

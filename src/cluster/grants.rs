@@ -41,13 +41,7 @@ impl Cluster {
                 .await?
                 .get(0);
             let revocation = db::first_covering(cert, candidates(&txn, cert).await?);
-            let suspended: bool = txn
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM suspensions WHERE identity = $1 AND lifted_at_us IS NULL)",
-                    &[&cert.key_id],
-                )
-                .await?
-                .get(0);
+            let suspended = suspended(&txn, &cert.key_id).await?;
             let spent = single_use && revocation.is_none() && !suspended && {
                 let claimed = txn
                     .execute(
@@ -171,16 +165,8 @@ impl Cluster {
 
     /// Whether `identity` is suspended now.
     pub async fn is_suspended(&self, identity: &str) -> Result<bool, ClusterError> {
-        self.run(async move |client| {
-            Ok(client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM suspensions WHERE identity = $1 AND lifted_at_us IS NULL)",
-                    &[&identity],
-                )
-                .await?
-                .get(0))
-        })
-        .await
+        self.run(async move |client| suspended(&*client, identity).await)
+            .await
     }
 
     /// The identities suspended now.
@@ -221,6 +207,20 @@ impl Cluster {
         })
         .await
     }
+}
+
+/// Whether `identity` is suspended now.
+pub(super) async fn suspended(
+    client: &impl GenericClient,
+    identity: &str,
+) -> Result<bool, ClusterError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM suspensions WHERE identity = $1 AND lifted_at_us IS NULL)",
+            &[&identity],
+        )
+        .await?
+        .try_get(0)?)
 }
 
 /// The revocations that may cover `cert` (the rule decides which do).

@@ -12,6 +12,9 @@
 mod archived;
 mod chain;
 mod grants;
+mod holds;
+mod ratelimit;
+mod requests;
 mod schema;
 mod sessions;
 mod tls;

@@ -81,6 +81,74 @@ CREATE TABLE IF NOT EXISTS archived (
     sealed_at_us BIGINT NOT NULL,
     PRIMARY KEY (replica, local_id)
 );
+-- One id space for grant requests and held commands, as in the store.
+CREATE TABLE IF NOT EXISTS request_ids (
+    id BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('grant', 'command'))
+);
+CREATE TABLE IF NOT EXISTS grant_requests (
+    id BIGINT PRIMARY KEY REFERENCES request_ids (id),
+    replica TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    identity TEXT NOT NULL,
+    role TEXT NOT NULL,
+    task TEXT,
+    reason TEXT,
+    scope TEXT NOT NULL,
+    pubkey TEXT NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'approved', 'denied', 'issued', 'expired')),
+    decided_by TEXT,
+    decided_at_us BIGINT,
+    decision_reason TEXT,
+    serial TEXT
+);
+CREATE INDEX IF NOT EXISTS grant_requests_pending ON grant_requests (id) WHERE status = 'pending';
+-- The certs issued for requests (the signing node keeps every grant in
+-- its store too): what `grant status` hands out again from any replica.
+CREATE TABLE IF NOT EXISTS grants (
+    request_id BIGINT PRIMARY KEY REFERENCES grant_requests (id),
+    serial TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    issued_at_us BIGINT NOT NULL,
+    valid_before BIGINT NOT NULL,
+    cert TEXT NOT NULL,
+    cert_fingerprint TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS held_commands (
+    id BIGINT PRIMARY KEY REFERENCES request_ids (id),
+    replica TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    expires_at_us BIGINT NOT NULL,
+    session_id BIGINT NOT NULL,
+    channel BIGINT,
+    identity TEXT NOT NULL,
+    role TEXT,
+    task TEXT,
+    target TEXT NOT NULL,
+    cert_fingerprint TEXT NOT NULL,
+    command BYTEA NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'ran')),
+    decided_by TEXT,
+    decided_at_us BIGINT,
+    decision_reason TEXT,
+    ran_replica TEXT,
+    ran_session_id BIGINT,
+    ran_at_us BIGINT
+);
+CREATE INDEX IF NOT EXISTS held_commands_cert ON held_commands (cert_fingerprint, target);
+CREATE INDEX IF NOT EXISTS held_commands_live ON held_commands (id)
+    WHERE status IN ('pending', 'approved');
+-- Token buckets of the per-identity rate limits, one per (limit, identity).
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    limit_name TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    refilled_at_us BIGINT NOT NULL,
+    PRIMARY KEY (limit_name, identity)
+);
 -- The control decisions, hash-chained; the one head row is taken FOR
 -- UPDATE by every append.
 CREATE TABLE IF NOT EXISTS chain_head (

@@ -136,7 +136,7 @@ async fn decide_and_open(
         holds: HoldSettings {
             wait: ctx.limits.held_command_wait,
             expiry: ctx.limits.request_expiry,
-            limiter: ctx.hold_limiter.clone(),
+            book: ctx.book.clone(),
         },
     };
     let arrival = Arrival {

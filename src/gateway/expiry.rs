@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ServerContext;
-use crate::grants::db;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -19,15 +18,7 @@ pub async fn sweep(ctx: Arc<ServerContext>) {
     let expiry = ctx.limits.request_expiry;
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        let swept = ctx
-            .store
-            .transact(move |txn| {
-                let requests = db::expire_requests(txn, expiry)?;
-                let holds = db::expire_holds(txn)?;
-                Ok::<_, crate::audit::Abort<crate::grants::GrantError>>(requests + holds)
-            })
-            .await;
-        match swept {
+        match ctx.book.expire(expiry).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "pending requests expired"),
             Err(e) => tracing::warn!(error = %e, "could not mark expired requests"),

@@ -36,11 +36,11 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::archive::{self, Archive};
 use crate::audit::Store;
+use crate::book::Book;
 use crate::cert::krl::RevokedKeys;
 use crate::cert::{keyfile, TrustedCas};
 use crate::cluster::Cluster;
 use crate::config::{Config, Limits};
-use crate::grants::ratelimit::RateLimiter;
 use crate::grants::GrantsReader;
 use crate::policy::Policy;
 use crate::upstream::UpstreamAuthority;
@@ -70,9 +70,9 @@ pub struct ServerContext {
     /// `[ca] task_key` names only the public key (a replica that verifies
     /// certs but keeps the CA's private key off its disk).
     pub task_ca: Option<PrivateKey>,
-    pub request_limiter: RateLimiter,
-    /// Held commands per identity.
-    pub hold_limiter: Arc<RateLimiter>,
+    /// Grant requests, held commands and their rate limits: in `store`,
+    /// or in the cluster's database.
+    pub book: Arc<Book>,
     pub live: LiveRegistry,
     pub limits: Limits,
     pub sources: SourceGuard,
@@ -105,6 +105,13 @@ impl ServerContext {
             Some(settings) => Some(Arc::new(Cluster::new(settings)?)),
             None => None,
         };
+        let book = Book::new(
+            store.clone(),
+            grants.clone(),
+            cluster.clone(),
+            &config.limits,
+        );
+        let book = Arc::new(book);
         Ok(ServerContext {
             cluster,
             revoked_keys: config.revoked_keys.clone().map(RevokedKeys::new),
@@ -116,8 +123,7 @@ impl ServerContext {
             grants,
             upstream: Arc::new(UpstreamAuthority::new(upstream_ca)),
             task_ca,
-            request_limiter: RateLimiter::new(config.limits.grant_requests),
-            hold_limiter: Arc::new(RateLimiter::new(config.limits.held_commands)),
+            book,
             live: LiveRegistry::default(),
             limits: config.limits.clone(),
             sources: SourceGuard::new(config.limits.clone()),

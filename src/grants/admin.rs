@@ -58,9 +58,14 @@ pub fn decide(
 ) -> anyhow::Result<()> {
     let by = operator();
     said(writer(store)?.transact(|txn| db::decide(txn, id, approve, &by, reason, expiry)))?;
+    said_decided(id, approve, &by);
+    Ok(())
+}
+
+/// The operator's line for a decision made.
+pub fn said_decided(id: i64, approve: bool, by: &str) {
     let verb = if approve { "approved" } else { "denied" };
     eprintln!("portcullis: request {id} {verb} by {by}");
-    Ok(())
 }
 
 pub fn revoke(store: &Path, selector: RevokeSelector, reason: Option<&str>) -> anyhow::Result<()> {

@@ -28,6 +28,9 @@ pub struct IssueOrder {
     scope: GrantScope,
     pubkey: PublicKey,
     request_id: Option<i64>,
+    /// Whether the request is a row of this store (else the cluster's
+    /// database keeps it, and takes it for issuing there).
+    request_in_store: bool,
     approver: String,
 }
 
@@ -54,8 +57,19 @@ impl IssueOrder {
     /// The same order, for the request `id`, approved by `approver`.
     pub fn for_request(mut self, id: i64, approver: &str) -> IssueOrder {
         self.request_id = Some(id);
+        self.request_in_store = true;
         self.approver = approver.to_owned();
         self
+    }
+
+    /// The same order for a request the cluster's database keeps.
+    pub fn for_cluster_request(mut self) -> IssueOrder {
+        self.request_in_store = false;
+        self
+    }
+
+    pub fn request_id(&self) -> Option<i64> {
+        self.request_id
     }
 }
 
@@ -113,6 +127,7 @@ pub fn order_for(policy: &Policy, asked: Asked<'_>) -> Result<IssueOrder, GrantE
         scope: asked.scope,
         pubkey: asked.pubkey,
         request_id: None,
+        request_in_store: false,
         approver: asked.approver,
     })
 }
@@ -208,7 +223,7 @@ pub fn issue(
         cert: text.clone(),
         fingerprint: fingerprint.clone(),
     };
-    db::record_grant(txn, &grant)?;
+    db::record_grant(txn, &grant, order.request_in_store)?;
     let event = Event::GrantIssued {
         serial: grant.serial,
         cert_fingerprint: Some(fingerprint.clone()),

@@ -10,9 +10,10 @@ use crate::archive::Archive;
 use crate::audit::{SessionFilter, SessionId, Transcript};
 use crate::cluster::{ChainReport, Cluster};
 use crate::config::{ClusterSettings, Config};
-use crate::grants::admin::operator;
+use crate::grants::admin::{self, operator};
+use crate::grants::db::HoldRecord;
 use crate::grants::krl::Revoked;
-use crate::grants::RevokeSelector;
+use crate::grants::{RequestRecord, RevokeSelector};
 use crate::replay::{self, SessionsArgs};
 
 /// Runs `op` on a fresh connection to the cluster, from a plain CLI process.
@@ -55,6 +56,41 @@ pub fn reinstate(settings: &ClusterSettings, identity: &str) -> anyhow::Result<(
     })?;
     eprintln!("portcullis: identity {identity} reinstated in the cluster by {by}");
     Ok(())
+}
+
+/// `portcullis approve` / `deny` with `[cluster]`: request `id` (a grant
+/// request or a held command) of any replica.
+pub fn decide(
+    settings: &ClusterSettings,
+    id: i64,
+    approve: bool,
+    reason: Option<&str>,
+    expiry: std::time::Duration,
+) -> anyhow::Result<()> {
+    let by = operator();
+    with_cluster(settings, async |cluster| {
+        Ok(cluster.decide(id, approve, &by, reason, expiry).await??)
+    })?;
+    admin::said_decided(id, approve, &by);
+    Ok(())
+}
+
+/// Whether `identity` is suspended in the cluster.
+pub fn is_suspended(settings: &ClusterSettings, identity: &str) -> anyhow::Result<bool> {
+    with_cluster(settings, async |cluster| {
+        Ok(cluster.is_suspended(identity).await?)
+    })
+}
+
+/// Every replica's grant requests and held commands (pending ones unless
+/// `all`).
+pub fn requests(
+    settings: &ClusterSettings,
+    all: bool,
+) -> anyhow::Result<(Vec<RequestRecord>, Vec<HoldRecord>)> {
+    with_cluster(settings, async |cluster| {
+        Ok((cluster.requests(!all).await?, cluster.holds(!all).await?))
+    })
 }
 
 /// `portcullis sessions` with `[cluster]`: the index of every replica

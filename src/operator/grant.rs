@@ -15,7 +15,7 @@ use crate::cert::keyfile;
 use crate::clock;
 use crate::config::Config;
 use crate::grants::request::{narrow, Narrowing};
-use crate::grants::{admin, issue, issue::Asked, order_for};
+use crate::grants::{admin, issue, issue::Asked, order_for, GrantError};
 use crate::policy::Policy;
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +59,12 @@ pub fn run(config: &Config, args: &GrantArgs) -> anyhow::Result<()> {
             approver: admin::operator(),
         },
     )?;
+    // The store checks its own suspensions; a cluster's are in its database.
+    if let Some(cluster) = &config.cluster {
+        if super::cluster::is_suspended(cluster, order.identity())? {
+            bail!("{}", GrantError::Suspended(order.identity().to_owned()));
+        }
+    }
     let ca = keyfile::read_private(&config.task_ca_key)?;
     let mut writer = DirectWriter::open(&config.store)
         .with_context(|| format!("opening the store {}", config.store.display()))?;

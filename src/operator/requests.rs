@@ -27,9 +27,17 @@ impl Listed<'_> {
     }
 }
 
-pub fn list(store: &Path, all: bool, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let requests = admin::requests(store, all)?;
-    let holds = admin::holds(store, all)?;
+/// This store's requests and holds (pending ones unless `all`).
+pub fn local(store: &Path, all: bool) -> anyhow::Result<(Vec<RequestRecord>, Vec<HoldRecord>)> {
+    Ok((admin::requests(store, all)?, admin::holds(store, all)?))
+}
+
+pub fn list(
+    (requests, holds): (Vec<RequestRecord>, Vec<HoldRecord>),
+    all: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let mut listed: Vec<Listed<'_>> = requests.iter().map(Listed::Grant).collect();
     listed.extend(holds.iter().map(Listed::Command));
     listed.sort_by_key(Listed::id);
@@ -80,7 +88,10 @@ fn hold_line(h: &HoldRecord) -> String {
         identity = h.identity,
         target = h.target,
         command = h.command,
-        session = h.session,
+        session = match &h.replica {
+            Some(replica) => format!("{} replica={replica}", h.session),
+            None => h.session.to_string(),
+        },
         role = h.role.as_deref().unwrap_or("-"),
         task = h.task.as_deref().unwrap_or("-"),
         expires = rfc3339_seconds(h.expires_at_us),

@@ -187,19 +187,16 @@ mod tests {
 
     const SINGLE: &str = "[roles.ops]\ntargets = [\"web1\"]\nexec = [\"uptime\"]\nmax_ttl = \"15m\"\napproval = \"auto\"\nsingle_session = true\n";
 
-    fn limits() -> SessionLimits {
+    fn limits(store: &Store) -> SessionLimits {
+        let reader = crate::grants::GrantsReader::open(store.path()).unwrap();
+        let book = crate::book::Book::new(store.clone(), reader, None, &Default::default());
         SessionLimits {
             idle_timeout: Duration::from_secs(60),
             max_command_bytes: 1024,
             holds: crate::session::hold::HoldSettings {
                 wait: Duration::from_secs(1),
                 expiry: Duration::from_secs(60),
-                limiter: std::sync::Arc::new(crate::grants::ratelimit::RateLimiter::new(
-                    crate::config::Rate {
-                        burst: 1,
-                        every: Duration::from_secs(60),
-                    },
-                )),
+                book: std::sync::Arc::new(book),
             },
         }
     }
@@ -224,9 +221,9 @@ mod tests {
                 cert.clone(),
                 ceiling.clone(),
                 arrival(),
-                limits()
+                limits(&store)
             ),
-            open(&store, None, cert, ceiling, arrival(), limits()),
+            open(&store, None, cert, ceiling, arrival(), limits(&store)),
         );
         let refused = [&a, &b]
             .iter()
@@ -255,7 +252,7 @@ mod tests {
             .unwrap()
             .transact(|txn| db::revoke(txn, &selector, "test", None))
             .unwrap();
-        let refused = open(&store, None, cert, ceiling, arrival(), limits()).await;
+        let refused = open(&store, None, cert, ceiling, arrival(), limits(&store)).await;
         assert!(matches!(
             refused,
             Err(AdmitRefusal::State(CertState::Revoked { .. }))

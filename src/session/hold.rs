@@ -18,11 +18,10 @@ use russh::ChannelId;
 use super::recorded::{Denied, Recorded};
 use super::scope::{ExecDecision, Holdable};
 use super::{channel_number, LiveSession};
-use crate::audit::{Abort, Event};
+use crate::audit::Event;
+use crate::book::{Book, BookError, HeldRun, Throttled};
 use crate::clock;
-use crate::grants::db::{self, HoldRecord, HoldStatus, NewHold};
-use crate::grants::ratelimit::RateLimiter;
-use crate::grants::GrantError;
+use crate::grants::db::{HoldRecord, HoldStatus, NewHold};
 
 /// How often a waiting channel looks at its hold.
 const POLL_EVERY: Duration = Duration::from_millis(250);
@@ -34,8 +33,8 @@ pub struct HoldSettings {
     pub wait: Duration,
     /// How long a hold stays decidable (capped by the cert's lifetime).
     pub expiry: Duration,
-    /// Holds per identity.
-    pub limiter: Arc<RateLimiter>,
+    /// Where holds are kept, and their rate per identity.
+    pub book: Arc<Book>,
 }
 
 impl std::fmt::Debug for HoldSettings {
@@ -188,26 +187,35 @@ impl LiveSession {
         let fingerprint = self.cert.fingerprint().to_owned();
         let target = self.scope.target().name.clone();
         let command = holdable.command().to_owned();
-        self.read_grants(move |conn| {
-            db::hold_for_retry(conn, &fingerprint, &target, &command, clock::now_us())
-        })
-        .await
+        self.book()
+            .hold_for_retry(fingerprint, target, command)
+            .await
+            .map_err(|e| book_refusal(&e))
     }
 
     async fn load_hold(&self, id: i64) -> Result<HoldRecord, Denied> {
-        self.read_grants(move |conn| db::hold(conn, id))
-            .await?
+        self.book()
+            .hold(id)
+            .await
+            .map_err(|e| book_refusal(&e))?
             .ok_or_else(|| Denied::new(format!("request {id} is not on record")))
+    }
+
+    fn book(&self) -> &Book {
+        &self.limits.holds.book
     }
 
     /// Records a new hold (`command.held`), within the identity's rate.
     async fn new_hold(&self, channel: ChannelId, holdable: &Holdable) -> Result<i64, Denied> {
-        if let Err(wait) = self.limits.holds.limiter.take(self.identity()) {
-            let reason = format!(
-                "too many held commands from identity {}; try again in {}s",
-                self.identity(),
-                wait.as_secs().max(1)
-            );
+        if let Err(throttled) = self.book().holds.take(self.identity()).await {
+            let reason = match throttled {
+                Throttled::Wait(wait) => format!(
+                    "too many held commands from identity {}; try again in {}s",
+                    self.identity(),
+                    wait.as_secs().max(1)
+                ),
+                Throttled::Unavailable => UNAVAILABLE.to_owned(),
+            };
             let event = Event::ExecRefused {
                 command: holdable.command().to_owned(),
                 reason: reason.clone(),
@@ -230,10 +238,10 @@ impl LiveSession {
             command: holdable.command().to_owned(),
             expires_at_us: clock::now_us().saturating_add(expiry_us).min(cert_end_us),
         };
-        self.store
-            .transact(move |txn| db::create_hold(txn, &hold))
+        self.book()
+            .create_hold(hold)
             .await
-            .map_err(|e| store_refusal(&e))
+            .map_err(|e| book_refusal(&e))
     }
 
     /// Takes the approved hold and commits `exec.allowed` naming it, in
@@ -244,46 +252,30 @@ impl LiveSession {
         holdable: &Holdable,
         held: &HoldRecord,
     ) -> Result<Recorded<ExecDecision>, Denied> {
-        let (id, session) = (held.id, self.id);
         let channel_no = channel_number(channel);
-        let fingerprint = self.cert.fingerprint().to_owned();
-        let target = self.scope.target().name.clone();
-        let command = holdable.command().to_owned();
-        let approved_by = held.decided_by.clone().unwrap_or_else(|| "operator".into());
-        let claimed = self
-            .store
-            .transact(move |txn| {
-                db::claim_approved(txn, id, &fingerprint, &target, &command, session)?;
-                let event = Event::ExecAllowed {
-                    command,
-                    forced_command: None,
-                    instead_of: None,
-                    approved_request: Some(id),
-                    approved_by: Some(approved_by),
-                };
-                txn.record(Some(session), Some(channel_no), &event)?;
-                Ok(())
-            })
-            .await;
-        match claimed {
+        let run = HeldRun {
+            id: held.id,
+            cert_fingerprint: self.cert.fingerprint().to_owned(),
+            target: self.scope.target().name.clone(),
+            command: holdable.command().to_owned(),
+            session: self.id,
+            channel: channel_no,
+        };
+        let allowed = Event::ExecAllowed {
+            command: run.command.clone(),
+            forced_command: None,
+            instead_of: None,
+            approved_request: Some(held.id),
+            approved_by: Some(held.decided_by.clone().unwrap_or_else(|| "operator".into())),
+        };
+        match self.book().run_approved(run, allowed).await {
             Ok(()) => Ok(Recorded::new(
                 self.id,
                 Some(channel_no),
                 holdable.approved(),
             )),
-            Err(e) => Err(store_refusal(&e)),
+            Err(e) => Err(book_refusal(&e)),
         }
-    }
-
-    async fn read_grants<R, F>(&self, f: F) -> Result<R, Denied>
-    where
-        R: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> Result<R, GrantError> + Send + 'static,
-    {
-        self.store
-            .transact(move |txn| f(txn.conn()).map_err(Abort::Refused))
-            .await
-            .map_err(|e| store_refusal(&e))
     }
 }
 
@@ -297,12 +289,19 @@ fn denied_line(held: &HoldRecord) -> Denied {
     Denied::new(format!("request {} was denied by {by}{reason}", held.id))
 }
 
-fn store_refusal(e: &Abort<GrantError>) -> Denied {
+const UNAVAILABLE: &str =
+    "the cluster database cannot be reached, so the held command does not run";
+
+fn book_refusal(e: &BookError) -> Denied {
     match e {
-        Abort::Refused(e) => Denied::new(e.to_string()),
-        Abort::Failed(e) => {
+        BookError::Refused(e) => Denied::new(e.to_string()),
+        BookError::Store(e) => {
             tracing::error!(error = %e, "held command: the store failed");
             Denied::new("the audit store cannot record the held command, so it does not run".into())
+        }
+        BookError::Cluster(e) => {
+            tracing::error!(error = %e, "held command: the cluster database failed");
+            Denied::new(UNAVAILABLE.into())
         }
     }
 }

@@ -119,6 +119,21 @@ pub fn ssh_via(port: u16, key: &Path, cert: &Path, command: &str) -> Output {
         .expect("run ssh")
 }
 
+/// The `grant` login through a balancer's frontend with an identity key:
+/// `command`, with `stdin` (a task key) when given.
+pub fn grant_via(port: u16, identity: &IdentityKey, command: &str, stdin: &[u8]) -> Output {
+    let mut ssh = ssh_to_frontend(port, &identity.key.private);
+    ssh.args(["grant@::1", command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ssh.spawn().expect("run ssh");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).expect("send stdin");
+    }
+    child.wait_with_output().expect("ssh output")
+}
+
 /// Two replicas on one database (and, with [`Rig::with_archive`], one
 /// bucket), and the balancer in front.
 pub struct Rig {

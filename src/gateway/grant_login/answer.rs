@@ -12,7 +12,7 @@ use super::{Requester, ServerContext};
 use crate::cert::cert_fingerprint;
 use crate::clock;
 use crate::grants::request::Output;
-use crate::grants::{self, db, GrantError, IssueOrder, RequestRecord, RequestStatus};
+use crate::grants::{self, GrantError, IssueOrder, RequestRecord, RequestStatus};
 use crate::proxy::ClientChannel;
 
 const POLL_EVERY: Duration = Duration::from_millis(250);
@@ -93,19 +93,11 @@ async fn answer(
             deliver(ctx, client, output, id, order).await
         }
         RequestStatus::Issued => {
-            let issued = ctx
-                .grants
-                .run(move |conn| db::cert_for_request(conn, id))
-                .await?;
+            let issued = ctx.book.cert_for_request(id).await?;
             match issued {
                 Some((cert, valid_before)) if valid_before > clock::now_unix() => {
                     // Still nothing for a suspended identity.
-                    let name = who.identity.name.clone();
-                    let suspended = ctx
-                        .grants
-                        .run(move |conn| Ok(db::is_suspended(conn, &name)?))
-                        .await?;
-                    if suspended {
+                    if ctx.book.is_suspended(&who.identity.name).await? {
                         return Err(GrantError::Suspended(who.identity.name.clone()).into());
                     }
                     let parsed = Certificate::from_openssh(&cert)
@@ -141,10 +133,7 @@ pub(super) async fn deliver(
     let ca = ctx.task_ca.clone().ok_or(Refusal::NotSigningHere)?;
     let role = order.role().to_owned();
     let scope = order.scope().clone();
-    let issued = ctx
-        .store
-        .transact(move |txn| grants::issue(txn, &ca, &order))
-        .await?;
+    let issued = ctx.book.issue(ca, order).await?;
     let delivered = Delivered {
         request,
         serial: issued.serial,
@@ -163,7 +152,7 @@ async fn load_own_request(
     who: &Requester,
     id: i64,
 ) -> Result<RequestRecord, Refusal> {
-    let record = ctx.grants.run(move |conn| db::request(conn, id)).await?;
+    let record = ctx.book.request(id).await?;
     // Another identity's request is as unknown as a missing one.
     record
         .filter(|r| r.identity == who.identity.name)

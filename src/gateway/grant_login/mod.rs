@@ -22,9 +22,10 @@ use russh::keys::PublicKey;
 
 use super::ServerContext;
 use crate::audit::Event;
+use crate::book::Throttled;
 use crate::grants::issue::Asked;
 use crate::grants::request::{self, json, GrantCommand, Output, RequestArgs, MAX_WAIT};
-use crate::grants::{self, db, GrantError, NewRequest};
+use crate::grants::{self, GrantError, NewRequest};
 use crate::policy::{Approval, Identity};
 use crate::proxy::ClientChannel;
 use answer::{deliver, status, wait_for_decision};
@@ -68,14 +69,14 @@ pub async fn serve(
         }
         Ok(GrantCommand::Request(args)) => {
             let key = TaskKey::Stdin(stdin);
-            let outcome = match take_request_token(ctx, who) {
+            let outcome = match take_request_token(ctx, who).await {
                 Ok(()) => request(ctx, who, &client, Output::Text, &args, key).await,
                 Err(refusal) => Err(refusal),
             };
             (Output::Text, outcome)
         }
         Ok(GrantCommand::RequestJson) => {
-            let outcome = match take_request_token(ctx, who) {
+            let outcome = match take_request_token(ctx, who).await {
                 Ok(()) => request_json(ctx, who, &client, stdin).await,
                 Err(refusal) => Err(refusal),
             };
@@ -89,13 +90,15 @@ pub async fn serve(
 
 /// The rate limit, before anything of a request is read: a JSON request
 /// spends a token as the plain one does.
-fn take_request_token(ctx: &ServerContext, who: &Requester) -> Result<(), Refusal> {
-    ctx.request_limiter
-        .take(&who.identity.name)
-        .map_err(|wait| Refusal::RateLimited {
+async fn take_request_token(ctx: &ServerContext, who: &Requester) -> Result<(), Refusal> {
+    match ctx.book.requests.take(&who.identity.name).await {
+        Ok(()) => Ok(()),
+        Err(Throttled::Wait(wait)) => Err(Refusal::RateLimited {
             identity: who.identity.name.clone(),
             wait_secs: wait.as_secs().max(1),
-        })
+        }),
+        Err(Throttled::Unavailable) => Err(Refusal::ClusterUnavailable),
+    }
 }
 
 async fn refuse(
@@ -146,6 +149,10 @@ async fn request(
     if !who.identity.roles.contains(&args.role) {
         return Err(request::RequestError::RoleNotHeld(args.role.clone()).into());
     }
+    // Before anything is recorded: a request here could never be issued.
+    if ctx.task_ca.is_none() {
+        return Err(Refusal::NotSigningHere);
+    }
     let policy = ctx.policy();
     let role = policy
         .roles
@@ -178,10 +185,9 @@ async fn request(
         scope: order.scope().clone(),
         pubkey: order.pubkey().to_openssh().map_err(|_| Refusal::NotAKey)?,
     };
-    let client_addr = who.client_addr.clone();
     let id = ctx
-        .store
-        .transact(move |txn| db::create_request(txn, &new, &client_addr))
+        .book
+        .create_request(new, who.client_addr.clone())
         .await?;
     if role.approval == Approval::Auto {
         return deliver(ctx, client, output, id, order.for_request(id, "auto")).await;

@@ -2,6 +2,7 @@
 //! line in the `grant.refused` row.
 
 use crate::audit::Abort;
+use crate::book::BookError;
 use crate::grants::{request, GrantError};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,24 @@ pub(super) enum Refusal {
     NotSigningHere,
     #[error("the audit store cannot record the request")]
     Unrecorded,
+    #[error("the cluster database cannot be reached, so no request is taken")]
+    ClusterUnavailable,
+}
+
+impl From<BookError> for Refusal {
+    fn from(e: BookError) -> Refusal {
+        match e {
+            BookError::Refused(e) => Refusal::Grant(e),
+            BookError::Store(e) => {
+                tracing::error!(error = %e, "grant login: the store failed");
+                Refusal::Unrecorded
+            }
+            BookError::Cluster(e) => {
+                tracing::error!(error = %e, "grant login: the cluster database failed");
+                Refusal::ClusterUnavailable
+            }
+        }
+    }
 }
 
 impl From<Abort<GrantError>> for Refusal {

@@ -181,7 +181,7 @@ async fn standing(ctx: &Arc<ServerContext>, notice: &Notice) -> Standing {
 /// A held command waits while its row says pending (or cannot be read).
 async fn hold_standing(ctx: &Arc<ServerContext>, notice: &Notice) -> Standing {
     let id = notice.request_id;
-    match ctx.grants.run(move |conn| db::hold(conn, id)).await {
+    match ctx.book.hold(id).await {
         Ok(Some(hold)) if hold.status != db::HoldStatus::Pending => Standing::Decided,
         Ok(None) => Standing::Decided,
         Ok(Some(_)) | Err(_) => Standing::Waiting,
@@ -202,7 +202,7 @@ async fn grant_standing(ctx: &Arc<ServerContext>, notice: &Notice) -> Standing {
         return Standing::Decided;
     }
     let id = notice.request_id;
-    match ctx.grants.run(move |conn| db::request(conn, id)).await {
+    match ctx.book.request(id).await {
         Ok(Some(request)) if request.status != RequestStatus::Pending => Standing::Decided,
         Ok(None) => Standing::Decided,
         Ok(Some(_)) | Err(_) => Standing::Waiting,

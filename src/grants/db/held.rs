@@ -38,7 +38,7 @@ pub enum HoldStatus {
 }
 
 impl HoldStatus {
-    fn parse(s: &str) -> Option<HoldStatus> {
+    pub fn parse(s: &str) -> Option<HoldStatus> {
         match s {
             "pending" => Some(HoldStatus::Pending),
             "approved" => Some(HoldStatus::Approved),
@@ -68,6 +68,9 @@ pub struct HoldRecord {
     pub created_at_us: i64,
     pub expires_at_us: i64,
     pub session: i64,
+    /// The replica whose session `session` is (in a cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     pub channel: Option<u32>,
     pub identity: String,
     pub role: Option<String>,
@@ -140,7 +143,13 @@ pub fn create_hold(txn: &mut Txn<'_>, hold: &NewHold) -> Op<i64> {
             ],
         )
         .map_err(sql)?;
-    let event = Event::CommandHeld {
+    txn.record(Some(hold.session), hold.channel, &held_event(id, hold))?;
+    Ok(id)
+}
+
+/// `command.held` for `hold`, recorded as request `id`.
+pub fn held_event(id: i64, hold: &NewHold) -> Event {
+    Event::CommandHeld {
         request_id: id,
         command: hold.command.clone(),
         identity: hold.identity.clone(),
@@ -148,9 +157,7 @@ pub fn create_hold(txn: &mut Txn<'_>, hold: &NewHold) -> Op<i64> {
         role: hold.role.clone(),
         task: hold.task.clone(),
         expires_at_us: hold.expires_at_us,
-    };
-    txn.record(Some(hold.session), hold.channel, &event)?;
-    Ok(id)
+    }
 }
 
 /// Approves or denies a pending hold (and chains `command.approved` or
@@ -173,33 +180,59 @@ pub fn decide_hold(
         )
         .map_err(sql)?;
     let held = hold(txn.conn(), id).map_err(crate::audit::Abort::Refused)?;
-    let Some(held) = held else {
-        return refused(GrantError::NoSuchRequest(id));
-    };
-    if changed != 1 {
-        let status = match held.status {
-            HoldStatus::Pending => "expired".to_owned(),
-            other => other.to_string(),
-        };
-        return refused(GrantError::HoldNotPending { id, status });
+    match held {
+        Some(held) if changed == 1 => {
+            let event = decision_event(&held, approve, by, reason);
+            record_for_session(txn, held.session, held.channel, &event)
+        }
+        held => refused(undecidable_hold(id, held.as_ref())),
     }
+}
+
+/// Why hold `id` could not be decided, from what it is now.
+pub fn undecidable_hold(id: i64, now: Option<&HoldRecord>) -> GrantError {
+    match now {
+        None => GrantError::NoSuchRequest(id),
+        Some(held) => {
+            let status = match held.status {
+                // Not swept yet, but past its time all the same.
+                HoldStatus::Pending => "expired".to_owned(),
+                other => other.to_string(),
+            };
+            GrantError::HoldNotPending { id, status }
+        }
+    }
+}
+
+/// `command.approved` or `command.denied` for `held`.
+pub fn decision_event(held: &HoldRecord, approve: bool, by: &str, reason: Option<&str>) -> Event {
+    let (request_id, held_session) = (held.id, held.session);
     let (by, reason) = (by.to_owned(), reason.map(str::to_owned));
-    let held_session = held.session;
-    let event = match approve {
+    match approve {
         true => Event::CommandApproved {
-            request_id: id,
+            request_id,
             held_session,
             by,
             reason,
         },
         false => Event::CommandDenied {
-            request_id: id,
+            request_id,
             held_session,
             by,
             reason,
         },
-    };
-    record_for_session(txn, held.session, held.channel, &event)
+    }
+}
+
+/// Why hold `id` could not be taken to run, from what it is now.
+pub fn unclaimable(id: i64, now: Option<&HoldRecord>) -> GrantError {
+    match now {
+        None => GrantError::NoSuchRequest(id),
+        Some(held) => GrantError::HoldNotPending {
+            id,
+            status: held.status.to_string(),
+        },
+    }
 }
 
 /// Chains `event` into the session that held the command while it is
@@ -255,13 +288,9 @@ pub fn claim_approved(
         )
         .map_err(sql)?;
     let held = hold(txn.conn(), id).map_err(crate::audit::Abort::Refused)?;
-    match (changed, held) {
-        (1, Some(held)) => Ok(held),
-        (_, None) => refused(GrantError::NoSuchRequest(id)),
-        (_, Some(held)) => refused(GrantError::HoldNotPending {
-            id,
-            status: held.status.to_string(),
-        }),
+    match held {
+        Some(held) if changed == 1 => Ok(held),
+        held => refused(unclaimable(id, held.as_ref())),
     }
 }
 
@@ -357,6 +386,7 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<HoldRecord,
             created_at_us: row.get(1)?,
             expires_at_us: row.get(2)?,
             session: row.get(3)?,
+            replica: None,
             channel: row.get(4)?,
             identity: row.get(5)?,
             role: row.get(6)?,

@@ -18,13 +18,15 @@ use super::GrantError;
 
 pub use claims::{cert_state, claim, issued_at, judge, CertFacts, CertState};
 pub use held::{
-    claim_approved, create_hold, expire_holds, hold, hold_for_retry, holds, request_kind,
-    HoldRecord, HoldStatus, NewHold, RequestKind,
+    claim_approved, create_hold, decision_event, expire_holds, held_event, hold, hold_for_retry,
+    holds, request_kind, unclaimable, undecidable_hold, HoldRecord, HoldStatus, NewHold,
+    RequestKind,
 };
 pub use reader::GrantsReader;
 pub(in crate::grants) use requests::record_grant;
 pub use requests::{
-    cert_for_request, create_request, decide, expire_requests, request, requests, IssuedGrant,
+    cert_for_request, create_request, decide, expire_requests, expired_before, request,
+    requested_event, requests, undecidable, IssuedGrant,
 };
 pub use revocations::{
     first_covering, is_suspended, last_revocation_id, reinstate, revocation_of, revocations_after,

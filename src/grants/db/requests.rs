@@ -52,8 +52,14 @@ pub fn create_request(txn: &mut Txn<'_>, request: &NewRequest, client_addr: &str
             ],
         )
         .map_err(sql)?;
+    txn.record(None, None, &requested_event(id, request, client_addr))?;
+    Ok(id)
+}
+
+/// `grant.requested` for `request`, recorded as request `id`.
+pub fn requested_event(id: i64, request: &NewRequest, client_addr: &str) -> Event {
     let s = &request.scope;
-    let event = Event::GrantRequested {
+    Event::GrantRequested {
         request_id: id,
         identity: request.identity.clone(),
         role: request.role.clone(),
@@ -64,9 +70,7 @@ pub fn create_request(txn: &mut Txn<'_>, request: &NewRequest, client_addr: &str
         open: s.open.clone(),
         ttl_secs: s.ttl_secs,
         client_addr: client_addr.to_owned(),
-    };
-    txn.record(None, None, &event)?;
-    Ok(id)
+    }
 }
 
 /// Approves or denies a pending request of either kind: a grant request
@@ -104,18 +108,8 @@ fn decide_grant(
         )
         .map_err(sql)?;
     if changed != 1 {
-        return match request(txn.conn(), id).map_err(Abort::Refused)? {
-            None => refused(GrantError::NoSuchRequest(id)),
-            // Not swept yet, but past its time all the same.
-            Some(r) if r.status == RequestStatus::Pending => refused(GrantError::NotPending {
-                id,
-                status: RequestStatus::Expired,
-            }),
-            Some(r) => refused(GrantError::NotPending {
-                id,
-                status: r.status,
-            }),
-        };
+        let now = request(txn.conn(), id).map_err(Abort::Refused)?;
+        return refused(undecidable(id, now.as_ref()));
     }
     let event = Event::GrantDecided {
         request_id: id,
@@ -127,8 +121,24 @@ fn decide_grant(
     Ok(())
 }
 
+/// Why grant request `id` could not be decided, from what it is now.
+pub fn undecidable(id: i64, now: Option<&RequestRecord>) -> GrantError {
+    match now {
+        None => GrantError::NoSuchRequest(id),
+        // Not swept yet, but past its time all the same.
+        Some(r) if r.status == RequestStatus::Pending => GrantError::NotPending {
+            id,
+            status: RequestStatus::Expired,
+        },
+        Some(r) => GrantError::NotPending {
+            id,
+            status: r.status,
+        },
+    }
+}
+
 /// Requests made at or before this time are past `expiry`.
-fn expired_before(now_us: i64, expiry: Duration) -> i64 {
+pub fn expired_before(now_us: i64, expiry: Duration) -> i64 {
     let expiry_us = i64::try_from(expiry.as_micros()).unwrap_or(i64::MAX);
     now_us.saturating_sub(expiry_us)
 }
@@ -159,9 +169,14 @@ pub fn expire_requests(txn: &mut Txn<'_>, expiry: Duration) -> Op<usize> {
     Ok(due.len())
 }
 
-/// Stores an issued grant and marks its request issued (one cert per
-/// request, even when two sessions deliver it at once).
-pub(in crate::grants) fn record_grant(txn: &mut Txn<'_>, grant: &IssuedGrant) -> Op<()> {
+/// Stores an issued grant and marks its request issued when the request
+/// is this store's (one cert per request, even when two sessions deliver
+/// it at once).
+pub(in crate::grants) fn record_grant(
+    txn: &mut Txn<'_>,
+    grant: &IssuedGrant,
+    request_in_store: bool,
+) -> Op<()> {
     let scope = serde_json::to_string(&grant.scope).map_err(|e| Abort::Refused(e.into()))?;
     txn.conn()
         .execute(
@@ -185,7 +200,7 @@ pub(in crate::grants) fn record_grant(txn: &mut Txn<'_>, grant: &IssuedGrant) ->
             ],
         )
         .map_err(sql)?;
-    if let Some(id) = grant.request_id {
+    if let (Some(id), true) = (grant.request_id, request_in_store) {
         let changed = txn
             .conn()
             .execute(
