@@ -12,6 +12,7 @@
 mod archived;
 mod chain;
 mod grants;
+mod index;
 mod schema;
 mod sessions;
 mod tls;
@@ -28,7 +29,8 @@ use crate::config::ClusterSettings;
 pub use archived::Seal;
 pub use chain::ChainReport;
 pub use grants::Admitted;
-pub use sessions::{ClusterSession, Sweep};
+pub use index::ClusterSession;
+pub use sessions::Sweep;
 pub use wake::RevocationWake;
 
 /// The longest any one database operation may take before it counts as
