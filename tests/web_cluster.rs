@@ -32,14 +32,21 @@ fn rig_with_b_viewer() -> (Rig, WebViewer, String) {
 
 /// An ended session recorded on replica a (through its own frontend).
 fn session_on_a(rig: &Rig, command: &str) -> i64 {
+    session_on(rig, "a", command)
+}
+
+/// An ended session recorded on `replica` (`a` or `b`), through its own
+/// frontend; its id (the first ended one of that replica's).
+fn session_on(rig: &Rig, replica: &str, command: &str) -> i64 {
     let agent = rig.a.granted_agent();
     let cert = agent.cert.clone().expect("a cert");
-    let out = ssh_via(rig.lb.to[0], &agent.key.private, &cert, command);
+    let frontend = rig.lb.to[usize::from(replica == "b")];
+    let out = ssh_via(frontend, &agent.key.private, &cert, command);
     assert!(out.status.success(), "{out:?}");
     eventually("the session ended in the index", || {
         let all = cluster_sessions(&rig.a);
         all.iter()
-            .find(|s| s["replica"] == "a" && !s["ended_at"].is_null())
+            .find(|s| s["replica"] == replica && !s["ended_at"].is_null())
             .and_then(|s| s["id"].as_i64())
             .ok_or_else(|| format!("{all:#?}"))
     })
@@ -56,16 +63,19 @@ fn views(b: &Bastion) -> Vec<Value> {
 fn a_session_of_replica_a_is_listed_and_read_on_replica_b_from_the_archive() {
     let (rig, web, cookie) = rig_with_b_viewer();
     let id = session_on_a(&rig, "echo recorded-on-a");
+    let own = session_on(&rig, "b", "echo recorded-on-b");
     let path = format!("/replicas/a/sessions/{id}");
 
     let list = get(web.port, "/sessions", Some(&cookie));
     assert_eq!(list.status, 200, "{}", list.body);
     assert!(list.body.contains("<th>replica</th>"), "{}", list.body);
-    assert!(
-        list.body.contains(&format!("<a href=\"{path}\">{id}</a>")),
-        "{}",
-        list.body
-    );
+    // a's session opens from the archive, b's own from b's store.
+    for link in [
+        format!("<td>a</td><td><a href=\"{path}\">{id}</a>"),
+        format!("<td>b</td><td><a href=\"/sessions/{own}\">{own}</a>"),
+    ] {
+        assert!(list.body.contains(&link), "{link}: {}", list.body);
+    }
     let api: Value =
         serde_json::from_str(&get(web.port, "/api/sessions", Some(&cookie)).body).expect("json");
     let listed = api.as_array().expect("an array");
