@@ -18,7 +18,7 @@ mod notify;
 mod syslog;
 mod web;
 pub use archive::ArchiveSettings;
-pub use cluster::{ClusterSettings, DEFAULT_DEAD_AFTER};
+pub use cluster::{is_replica_name, ClusterSettings, DEFAULT_DEAD_AFTER};
 use limits::LimitsFile;
 pub use limits::{Limits, Rate};
 pub use notify::{NotifySecret, NotifyTarget, DEFAULT_NOTIFY_TIMEOUT};

@@ -9,6 +9,7 @@
 //! re-uploads the same bytes under the same key and leaves the seal be).
 
 mod document;
+mod remote;
 pub mod ship;
 
 use std::os::unix::fs::PermissionsExt;
@@ -22,6 +23,7 @@ use crate::audit::{SessionId, StoreError, Transcript};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::ArchiveSettings;
 pub use document::{seal_of_bytes, Sealed};
+pub use remote::Remote;
 
 /// The longest one upload or download may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);

@@ -314,11 +314,15 @@ pub enum Event {
     },
     /// A reviewer read a session (its page, its JSON, a download, the
     /// live view). Recorded outside the session (which may have ended):
-    /// `session_viewed` names it.
+    /// `session_viewed` names it, and `replica` the replica that recorded
+    /// it when that is another one (`[cluster]`: read from the archive).
     #[serde(rename = "review.viewed")]
     ReviewViewed {
         identity: String,
         session_viewed: i64,
+        /// Another replica's session; absent: this store's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replica: Option<String>,
         /// How it was read; absent in events recorded before it was kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         form: Option<ViewForm>,

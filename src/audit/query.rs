@@ -154,8 +154,10 @@ impl Reader {
     /// Who read session `id` in the web viewer (`review.viewed`), newest
     /// first, at most `limit`: (identity, unix micros, how: `page`,
     /// `asciicast`, ...; empty for views recorded before it was kept).
+    /// `replica`: another replica's session `id` (`None`: this store's).
     pub fn viewers(
         &self,
+        replica: Option<&str>,
         id: SessionId,
         limit: usize,
     ) -> Result<Vec<(String, i64, String)>, StoreError> {
@@ -164,10 +166,11 @@ impl Reader {
              FROM events
              WHERE kind = 'review.viewed' AND session_id IS NULL
                AND json_extract(detail, '$.session_viewed') = ?1
+               AND json_extract(detail, '$.replica') IS ?3
              ORDER BY seq DESC LIMIT ?2",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![id.0, limit], |row| {
+        let rows = stmt.query_map(params![id.0, limit, replica], |row| {
             Ok((
                 row.get::<_, Option<String>>(0)?.unwrap_or_default(),
                 row.get(1)?,

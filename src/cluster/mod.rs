@@ -13,6 +13,7 @@ mod archived;
 mod chain;
 mod grants;
 mod holds;
+mod index;
 mod ratelimit;
 mod requests;
 mod schema;
@@ -31,7 +32,8 @@ use crate::config::ClusterSettings;
 pub use archived::Seal;
 pub use chain::ChainReport;
 pub use grants::Admitted;
-pub use sessions::{ClusterSession, Sweep};
+pub use index::ClusterSession;
+pub use sessions::Sweep;
 pub use wake::RevocationWake;
 
 /// The longest any one database operation may take before it counts as

@@ -4,21 +4,12 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Row;
-
 use super::{Cluster, ClusterError};
-use crate::audit::{SessionFilter, SessionId, SessionRecord, INTERRUPTED};
+use crate::audit::{SessionId, SessionRecord, INTERRUPTED};
 
 /// PostgreSQL's own clock in unix micros: heartbeats and their ages are
 /// judged on one clock, whatever the replicas' clocks say.
 const DB_NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
-
-/// A session as the index has it: which replica recorded it, and its row.
-#[derive(Debug, Clone)]
-pub struct ClusterSession {
-    pub replica: String,
-    pub record: SessionRecord,
-}
 
 /// Sessions a sweep marked interrupted: (replica, local session id).
 pub type Sweep = Vec<(String, i64)>;
@@ -201,56 +192,6 @@ impl Cluster {
         })
         .await
     }
-
-    /// The sessions of every replica matching `filter`, oldest first.
-    pub async fn sessions(
-        &self,
-        filter: &SessionFilter,
-    ) -> Result<Vec<ClusterSession>, ClusterError> {
-        self.run(async move |client| {
-            let rows = client
-                .query(
-                    "SELECT replica, local_id, started_at_us, ended_at_us, end_reason, identity, key_id,
-                            task, cert_serial, ca_fingerprint, cert_fingerprint, role, client_addr,
-                            target, login
-                     FROM sessions
-                     WHERE ($1::text IS NULL OR identity = $1)
-                       AND ($2::text IS NULL OR task = $2)
-                       AND ($3::text IS NULL OR target = $3)
-                       AND ($4::bigint IS NULL OR started_at_us >= $4)
-                     ORDER BY started_at_us, replica, local_id",
-                    &[&filter.identity, &filter.task, &filter.target, &filter.since_us],
-                )
-                .await?;
-            rows.iter().map(session_from_row).collect()
-        })
-        .await
-    }
-}
-
-fn session_from_row(row: &Row) -> Result<ClusterSession, ClusterError> {
-    let serial: String = row.try_get(8)?;
-    Ok(ClusterSession {
-        replica: row.try_get(0)?,
-        record: SessionRecord {
-            id: SessionId(row.try_get(1)?),
-            started_at_us: row.try_get(2)?,
-            ended_at_us: row.try_get(3)?,
-            end_reason: row.try_get(4)?,
-            identity: row.try_get(5)?,
-            key_id: row.try_get(6)?,
-            task: row.try_get(7)?,
-            cert_serial: serial
-                .parse()
-                .map_err(|_| ClusterError::Corrupt("session serial"))?,
-            ca_fingerprint: row.try_get(9)?,
-            cert_fingerprint: row.try_get(10)?,
-            role: row.try_get(11)?,
-            client_addr: row.try_get(12)?,
-            target: row.try_get(13)?,
-            login: row.try_get(14)?,
-        },
-    })
 }
 
 fn micros(duration: Duration) -> i64 {

@@ -45,6 +45,18 @@ impl std::fmt::Debug for ClusterSettings {
     }
 }
 
+/// Whether `name` can be a replica's name: 1 to 64 letters, digits, '-',
+/// '_' or '.', and not only dots. It names objects in the archive (and
+/// paths of the web viewer), so no "." or ".." path segments, no '/'.
+pub fn is_replica_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.bytes().all(|b| b == b'.')
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 impl ClusterFile {
     pub(super) fn resolve(&self, base: &Path) -> Result<Option<ClusterSettings>, String> {
         let (database, replica) = match (&self.database, &self.replica) {
@@ -52,14 +64,7 @@ impl ClusterFile {
             (Some(database), Some(replica)) => (database, replica),
             _ => return Err("[cluster] needs both database and replica".into()),
         };
-        // It names objects in the archive: no "." or ".." path segments.
-        let name_ok = !replica.is_empty()
-            && !replica.bytes().all(|b| b == b'.')
-            && replica.len() <= 64
-            && replica
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if !name_ok {
+        if !is_replica_name(replica) {
             return Err(format!(
                 "[cluster] replica = {replica:?}: 1 to 64 letters, digits, '-', '_' or '.'"
             ));

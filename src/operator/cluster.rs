@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::archive::Archive;
+use crate::archive::Remote;
 use crate::audit::{SessionFilter, SessionId, Transcript};
 use crate::cluster::{ChainReport, Cluster};
 use crate::config::{ClusterSettings, Config};
@@ -16,17 +16,22 @@ use crate::grants::krl::Revoked;
 use crate::grants::{RequestRecord, RevokeSelector};
 use crate::replay::{self, SessionsArgs};
 
+/// Runs `op` to its end on a runtime of its own, from a plain CLI process.
+fn block_on<T>(op: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(op)
+}
+
 /// Runs `op` on a fresh connection to the cluster, from a plain CLI process.
 fn with_cluster<T>(
     settings: &ClusterSettings,
     op: impl AsyncFnOnce(&Cluster) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let cluster = Cluster::new(settings)?;
-    runtime.block_on(op(&cluster))
+    block_on(op(&cluster))
 }
 
 pub fn revoke(
@@ -162,17 +167,17 @@ pub fn from_archive(
 }
 
 /// The transcript of `replica`'s session `id`, read from the archive and
-/// checked against the seal chained in the cluster's database.
+/// checked against the seal chained in the cluster's database
+/// ([`Remote::transcript`]).
 pub fn archived_transcript(config: &Config, replica: &str, id: i64) -> anyhow::Result<Transcript> {
-    let cluster = config
-        .cluster
-        .as_ref()
-        .context("--replica reads another replica's session: it needs [cluster]")?;
-    let settings = config.archive.as_ref().context(
-        "--replica reads another replica's session from the archive: it needs [archive]",
-    )?;
-    with_cluster(cluster, async |cluster| {
-        let archive = Archive::open(settings)?;
-        Ok(archive.fetch(cluster, replica, SessionId(id)).await?)
+    block_on(async {
+        let remote = Remote::open(config)?
+            .context("--replica reads another replica's session: it needs [cluster]")?;
+        if !remote.has_archive() {
+            anyhow::bail!(
+                "--replica reads another replica's session from the archive: it needs [archive]"
+            );
+        }
+        Ok(remote.transcript(replica, SessionId(id)).await?)
     })
 }

@@ -2,7 +2,9 @@
 //! first, filtered, searched and paginated by id (a keyset, so page N
 //! costs what page 1 does); with `show=refused` or `show=requests`, the
 //! refused authentications or the grant requests instead, by sequence
-//! number.
+//! number. With `[cluster]` the sessions are the cluster's index, every
+//! replica's, newest first by start (the keyset is the start time); the
+//! refusals and requests stay this replica's store.
 
 mod markup;
 mod query;
@@ -15,6 +17,7 @@ use axum::Extension;
 use super::routes::{html_page, json, plain, require, unavailable, Kind};
 use super::state::{State, Unavailable};
 use crate::audit::{Entry, Event, EventRecord, SessionRecord};
+use crate::cluster::ClusterSession;
 use crate::replay;
 use query::{BadQuery, Listing, Show};
 
@@ -26,6 +29,8 @@ pub const PAGE_SIZE: usize = 50;
 /// One page of whichever list was asked for.
 enum Rows {
     Sessions(Vec<SessionRecord>),
+    /// The cluster's index, and this replica's name.
+    Cluster(Vec<ClusterSession>, String),
     /// Events, and for grant requests their state (id, status, decided by).
     Events(Vec<EventRecord>, Vec<(i64, String, Option<String>)>),
 }
@@ -35,6 +40,7 @@ impl Rows {
     fn older(&self) -> Option<i64> {
         match self {
             Rows::Sessions(s) if s.len() == PAGE_SIZE => s.last().map(|s| s.id.0),
+            Rows::Cluster(s, _) if s.len() == PAGE_SIZE => s.last().map(|s| s.record.started_at_us),
             Rows::Events(e, _) if e.len() == PAGE_SIZE => e.last().map(|e| e.seq),
             _ => None,
         }
@@ -45,6 +51,22 @@ impl Rows {
 /// or a failed store.
 async fn listed(state: &State, q: ListQuery) -> Result<(Listing, Rows), Response> {
     let listing = q.check().map_err(bad_query)?;
+    if let (Some(remote), Show::Sessions) = (state.remote(), listing.show) {
+        listing.check_index().map_err(bad_query)?;
+        let page = remote
+            .cluster()
+            .page_sessions(&listing.sessions, listing.before, PAGE_SIZE)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "web: the cluster's index is unavailable");
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the cluster's database is unavailable",
+                )
+            })?;
+        let local = remote.cluster().replica().to_owned();
+        return Ok((listing, Rows::Cluster(page, local)));
+    }
     let rows = rows_of(state, &listing).await.map_err(unavailable)?;
     Ok((listing, rows))
 }
@@ -100,6 +122,7 @@ pub async fn list_page(
     let older = rows.older();
     let table = match &rows {
         Rows::Sessions(sessions) => markup::sessions_table(sessions),
+        Rows::Cluster(sessions, local) => markup::cluster_sessions_table(sessions, local),
         Rows::Events(events, _) if listing.show == Show::Refused => markup::refused_table(events),
         Rows::Events(events, states) => markup::requests_table(events, states),
     };
@@ -123,6 +146,7 @@ pub async fn list_api(
     let mut body = Vec::new();
     let written = match &rows {
         Rows::Sessions(sessions) => replay::write_sessions_json(sessions, &mut body),
+        Rows::Cluster(sessions, _) => replay::write_cluster_sessions_json(sessions, &mut body),
         Rows::Events(events, _) => replay::write_events_json(events, &mut body),
     };
     match written {

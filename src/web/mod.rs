@@ -20,6 +20,7 @@ mod auth;
 mod html;
 mod list;
 mod live;
+mod replica;
 mod routes;
 mod server;
 mod session;
@@ -30,6 +31,7 @@ mod tls;
 
 use std::net::SocketAddr;
 
+use crate::archive::Remote;
 use crate::config::Config;
 
 /// The viewer, started up to its listener: the store opened, the TLS key
@@ -45,6 +47,7 @@ impl Viewer {
             &config.store,
             &config.policy_dir,
             config.limits.request_expiry,
+            Remote::open(config)?,
         )?;
         let acceptor = config.web_tls.as_ref().map(tls::acceptor).transpose()?;
         let scheme = match acceptor {

@@ -58,6 +58,22 @@ pub fn router(state: State, scheme: Scheme) -> Router {
             get(super::session::transcript),
         )
         .route("/sessions/{id}/live", get(super::live::live))
+        .route(
+            "/replicas/{replica}/sessions/{id}",
+            get(super::replica::session_page),
+        )
+        .route(
+            "/api/replicas/{replica}/sessions/{id}",
+            get(super::replica::session_api),
+        )
+        .route(
+            "/replicas/{replica}/sessions/{id}/asciicast",
+            get(super::replica::asciicast),
+        )
+        .route(
+            "/replicas/{replica}/sessions/{id}/transcript.json",
+            get(super::replica::transcript),
+        )
         .route("/requests", get(super::approvals::page))
         .route("/requests/{id}/approve", post(super::approvals::approve))
         .route("/requests/{id}/deny", post(super::approvals::deny))

@@ -2,9 +2,10 @@
 //! (`show --json`), the asciicast and JSON transcript downloads, and
 //! `/api/sessions/ID/verify` (`verify ID --json`). Reading is itself
 //! recorded: the `review.viewed` event, with how it was read, commits
-//! before any of the session's data is sent.
+//! before any of the session's data is sent. Another replica's sessions
+//! (`[cluster]`) are read by `web::replica` and rendered here alike.
 
-use std::fmt::Write;
+mod markup;
 
 use axum::extract::Path;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
@@ -12,21 +13,82 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 
-use super::html::{escape, page};
 use super::routes::{html_page, json, plain, require, unavailable, Kind};
 use super::state::{State, Unavailable};
-use crate::audit::{Entry, Event, SessionId, SessionRecord, Transcript, ViewForm};
-use crate::clock::rfc3339_us;
+use crate::audit::{Event, SessionId, SessionRecord, Transcript, ViewForm};
 use crate::grants::review::Reviewer;
-use crate::replay::{self, recording::Recording, ExportFormat};
+use crate::replay::{self, ExportFormat};
 
 /// Viewers listed on a session's page.
 const VIEWERS_SHOWN: usize = 100;
 
 /// One session as read for a reviewer, and who has read it.
-struct Read {
-    transcript: Transcript,
-    viewers: Vec<(String, i64, String)>,
+pub(super) struct Read {
+    pub transcript: Transcript,
+    pub viewers: Vec<(String, i64, String)>,
+}
+
+/// Which replica recorded a session shown: this one (the local store) or
+/// another (`[cluster]`: its transcript read from the archive).
+#[derive(Clone, Copy)]
+pub(super) enum Origin<'a> {
+    Local,
+    Replica(&'a str),
+}
+
+impl Origin<'_> {
+    /// The path of session `id`'s page; its downloads hang off it.
+    fn path(self, id: i64) -> String {
+        match self {
+            Origin::Local => format!("/sessions/{id}"),
+            Origin::Replica(name) => format!("/replicas/{name}/sessions/{id}"),
+        }
+    }
+
+    fn replica(self) -> Option<String> {
+        match self {
+            Origin::Local => None,
+            Origin::Replica(name) => Some(name.to_owned()),
+        }
+    }
+
+    /// The downloads' file name stem.
+    fn file_stem(self, id: i64) -> String {
+        match self {
+            Origin::Local => format!("session-{id}"),
+            Origin::Replica(name) => format!("session-{name}-{id}"),
+        }
+    }
+}
+
+/// Records that `reviewer` reads session `id` of `origin` as `form`.
+pub(super) async fn record_view_of(
+    state: &State,
+    reviewer: &Reviewer,
+    origin: Origin<'_>,
+    id: i64,
+    form: ViewForm,
+) -> Result<(), Unavailable> {
+    state
+        .record(Event::ReviewViewed {
+            identity: reviewer.identity.clone(),
+            session_viewed: id,
+            replica: origin.replica(),
+            form: Some(form),
+        })
+        .await
+}
+
+/// Who has read session `id` of `origin`, newest first.
+pub(super) async fn viewers_of(
+    state: &State,
+    origin: Origin<'_>,
+    id: i64,
+) -> Result<Vec<(String, i64, String)>, Unavailable> {
+    let replica = origin.replica();
+    state
+        .read(move |reader| reader.viewers(replica.as_deref(), SessionId(id), VIEWERS_SHOWN))
+        .await
 }
 
 /// Records that `reviewer` reads session `id` as `form`, before any of
@@ -44,18 +106,12 @@ pub(super) async fn record_view(
     else {
         return Ok(None);
     };
-    state
-        .record(Event::ReviewViewed {
-            identity: reviewer.identity.clone(),
-            session_viewed: id,
-            form: Some(form),
-        })
-        .await?;
+    record_view_of(state, reviewer, Origin::Local, id, form).await?;
     Ok(Some(session))
 }
 
 /// [`record_view`], then the whole transcript.
-async fn read_as(
+pub(super) async fn read_as(
     state: &State,
     reviewer: &Reviewer,
     id: i64,
@@ -70,7 +126,7 @@ async fn read_as(
 }
 
 /// [`record_view`], then the transcript and who has read it.
-async fn read_with_viewers(
+pub(super) async fn read_with_viewers(
     state: &State,
     reviewer: &Reviewer,
     id: i64,
@@ -84,7 +140,7 @@ async fn read_with_viewers(
             let Some(transcript) = reader.transcript(SessionId(id))? else {
                 return Ok(None);
             };
-            let viewers = reader.viewers(SessionId(id), VIEWERS_SHOWN)?;
+            let viewers = reader.viewers(None, SessionId(id), VIEWERS_SHOWN)?;
             Ok(Some(Read {
                 transcript,
                 viewers,
@@ -113,18 +169,22 @@ pub async fn session_page(
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
-    let read = match read_with_viewers(&state, &reviewer, id, ViewForm::Page).await {
-        Err(e) => return unavailable(e),
-        Ok(None) => return plain(StatusCode::NOT_FOUND, "no such session"),
-        Ok(Some(read)) => read,
-    };
+    match read_with_viewers(&state, &reviewer, id, ViewForm::Page).await {
+        Err(e) => unavailable(e),
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such session"),
+        Ok(Some(read)) => page_of(&reviewer, &read, Origin::Local),
+    }
+}
+
+/// The page of a session read for `reviewer`.
+pub(super) fn page_of(reviewer: &Reviewer, read: &Read, origin: Origin<'_>) -> Response {
     let text = match rendered(|out| replay::write_show(&read.transcript, out)) {
         Ok(text) => text,
         Err(e) => return unavailable(e),
     };
     let who = (reviewer.identity.as_str(), reviewer.csrf.as_str());
     let text = String::from_utf8_lossy(&text);
-    html_page(session_page_markup(who, &read, &text))
+    html_page(markup::session_page(who, read, &text, origin))
 }
 
 pub async fn session_api(
@@ -132,11 +192,7 @@ pub async fn session_api(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    answer_with(&state, &headers, id, ViewForm::Api, |t, out| {
-        replay::write_show_json(t, out)
-    })
-    .await
-    .map_or_else(|e| e, json)
+    answer(&state, &headers, id, ViewForm::Api).await
 }
 
 /// `/sessions/ID/asciicast`: what `export --format asciicast` writes; the
@@ -146,18 +202,7 @@ pub async fn asciicast(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    match answer_with(&state, &headers, id, ViewForm::Asciicast, |t, out| {
-        replay::write_export(t, ExportFormat::Asciicast, out)
-    })
-    .await
-    {
-        Ok(body) => download(
-            body,
-            "application/x-asciicast",
-            &format!("session-{id}.cast"),
-        ),
-        Err(response) => response,
-    }
+    answer(&state, &headers, id, ViewForm::Asciicast).await
 }
 
 /// `/sessions/ID/transcript.json`: what `export --format json` writes.
@@ -166,13 +211,32 @@ pub async fn transcript(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    match answer_with(&state, &headers, id, ViewForm::Transcript, |t, out| {
-        replay::write_export(t, ExportFormat::Json, out)
-    })
-    .await
-    {
-        Ok(body) => download(body, "application/json", &format!("session-{id}.json")),
-        Err(response) => response,
+    answer(&state, &headers, id, ViewForm::Transcript).await
+}
+
+/// A transcript as `form` asks (the API's object, or a download): what
+/// `show --json`, `export --format asciicast` or `export --format json`
+/// writes. The page and the live view are answered elsewhere.
+pub(super) fn answer_as(t: &Transcript, form: ViewForm, origin: Origin<'_>) -> Response {
+    let stem = origin.file_stem(t.session.id.0);
+    let (written, content_type, name) = match form {
+        ViewForm::Asciicast => (
+            rendered(|out| replay::write_export(t, ExportFormat::Asciicast, out)),
+            "application/x-asciicast",
+            format!("{stem}.cast"),
+        ),
+        ViewForm::Transcript => (
+            rendered(|out| replay::write_export(t, ExportFormat::Json, out)),
+            "application/json",
+            format!("{stem}.json"),
+        ),
+        ViewForm::Api | ViewForm::Page | ViewForm::Live => {
+            return rendered(|out| replay::write_show_json(t, out)).map_or_else(unavailable, json)
+        }
+    };
+    match written {
+        Ok(body) => download(body, content_type, &name),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -196,20 +260,17 @@ pub async fn verify(
     }
 }
 
-/// Signed in, recorded as read, rendered by `write`: the body, or the
-/// answer for a visitor, a missing session or a failed store.
-async fn answer_with(
-    state: &State,
-    headers: &HeaderMap,
-    id: i64,
-    form: ViewForm,
-    write: impl FnOnce(&Transcript, &mut Vec<u8>) -> std::io::Result<()>,
-) -> Result<Vec<u8>, Response> {
-    let (reviewer, _) = require(state, headers, Kind::Api).await?;
+/// Signed in, recorded as read, answered as `form` ([`answer_as`]); or
+/// the answer for a visitor, a missing session or a failed store.
+async fn answer(state: &State, headers: &HeaderMap, id: i64, form: ViewForm) -> Response {
+    let reviewer = match require(state, headers, Kind::Api).await {
+        Ok((reviewer, _)) => reviewer,
+        Err(response) => return response,
+    };
     match read_as(state, &reviewer, id, form).await {
-        Err(e) => Err(unavailable(e)),
-        Ok(None) => Err(plain(StatusCode::NOT_FOUND, "no such session")),
-        Ok(Some(t)) => rendered(|out| write(&t, out)).map_err(unavailable),
+        Err(e) => unavailable(e),
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such session"),
+        Ok(Some(t)) => answer_as(&t, form, Origin::Local),
     }
 }
 
@@ -222,92 +283,4 @@ fn download(body: Vec<u8>, content_type: &'static str, filename: &str) -> Respon
         headers.insert(CONTENT_DISPOSITION, value);
     }
     response
-}
-
-/// The observed command lines, in order: (seconds from the start, line).
-fn observed(t: &Transcript) -> Vec<(f64, &str)> {
-    let start = t.session.started_at_us;
-    t.events
-        .iter()
-        .filter_map(|e| match &e.entry {
-            Entry::Event(Event::CommandObserved { line }) => {
-                Some((e.at_us.saturating_sub(start) as f64 / 1e6, line.as_str()))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// One session: a player and its observed commands when it had a
-/// terminal, the downloads, the chain status, the transcript as
-/// `portcullis show` prints it (escaped), the live view while it is open,
-/// and who has read it. The page's script (`/assets/session.js`) reads
-/// only the `data-` attributes set here; without it the page still reads.
-fn session_page_markup(who: (&str, &str), read: &Read, transcript: &str) -> String {
-    let t = &read.transcript;
-    let id = t.session.id.0;
-    let open = t.session.ended_at_us.is_none();
-    let mut body = format!(
-        "<h1>Session {id}</h1><p class=\"state\" id=\"state\">{}</p>",
-        match open {
-            true => "open: following as it is recorded",
-            false => "ended",
-        }
-    );
-    if Recording::of(t).terminal.is_some() {
-        let _ = write!(
-            body,
-            "<h2>Terminal</h2><link rel=\"stylesheet\" href=\"/assets/asciinema-player.css\"><div id=\"player\" data-cast=\"/sessions/{id}/asciicast\"></div>"
-        );
-        let marks = observed(t);
-        if !marks.is_empty() {
-            body.push_str(
-                "<h3>Observed commands</h3><p class=\"note\">read off the screen on Enter; \
-                 best effort, not authoritative</p><ol id=\"markers\">",
-            );
-            for (index, (at, line)) in marks.iter().enumerate() {
-                let _ = write!(
-                    body,
-                    "<li><button type=\"button\" data-marker=\"{index}\">+{at:.1}s</button> \
-                     <code>{}</code></li>",
-                    escape(&replay::sanitize(line))
-                );
-            }
-            body.push_str("</ol>");
-        }
-    }
-    let _ = write!(
-        body,
-        "<p class=\"downloads\">download: <a href=\"/sessions/{id}/asciicast\" download>asciicast</a> \
-         <a href=\"/sessions/{id}/transcript.json\" download>JSON transcript</a></p>\
-         <p id=\"chain\" data-src=\"/api/sessions/{id}/verify\">chain: \
-         <a href=\"/api/sessions/{id}/verify\">verify this session's rows</a></p>\
-         <h2>Transcript</h2><pre id=\"transcript\">{}</pre>",
-        escape(transcript)
-    );
-    if open {
-        let last = t.events.last().map_or(0, |e| e.seq);
-        let _ = write!(
-            body,
-            "<h2>Live</h2><pre id=\"live\" data-src=\"/sessions/{id}/live?after={last}\"></pre>"
-        );
-    }
-    body.push_str("<h2>Viewed by</h2><ul id=\"viewers\">");
-    for (identity, at_us, form) in &read.viewers {
-        let how = match form.is_empty() {
-            true => String::new(),
-            false => format!(" ({})", escape(form)),
-        };
-        let _ = write!(
-            body,
-            "<li>viewed by {} at {}{how}</li>",
-            escape(identity),
-            rfc3339_us(*at_us)
-        );
-    }
-    body.push_str(
-        "</ul><script src=\"/assets/asciinema-player.min.js\"></script>\
-                   <script src=\"/assets/session.js\"></script>",
-    );
-    page(&format!("session {id}"), Some(who), &body)
 }

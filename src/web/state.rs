@@ -1,10 +1,12 @@
 //! The store as the viewer uses it: reads on a fresh read-only
 //! connection per request, writes (sign-in, views, sign-out) through one
-//! `DirectWriter`, all off the async threads.
+//! `DirectWriter`, all off the async threads; with `[cluster]`, the
+//! cluster's session index and the archive too.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::archive::Remote;
 use crate::audit::{Abort, DirectWriter, Event, Reader, StoreError, Txn};
 use crate::policy::{Policy, Review};
 
@@ -19,6 +21,8 @@ struct Inner {
     writer: Mutex<DirectWriter>,
     /// `[limits] request_expiry`: approvals refuse what is past it.
     request_expiry: std::time::Duration,
+    /// `[cluster]`: every replica's sessions (the index, the archive).
+    remote: Option<Remote>,
 }
 
 /// The store failed; the peer gets a 500 and no detail.
@@ -30,6 +34,7 @@ impl State {
         store: &Path,
         policy_dir: &Path,
         request_expiry: std::time::Duration,
+        remote: Option<Remote>,
     ) -> anyhow::Result<State> {
         let writer = DirectWriter::open(store)?;
         Ok(State {
@@ -38,8 +43,14 @@ impl State {
                 policy_dir: policy_dir.to_path_buf(),
                 writer: Mutex::new(writer),
                 request_expiry,
+                remote,
             }),
         })
+    }
+
+    /// With `[cluster]`: the cluster's sessions; `None`: this store only.
+    pub fn remote(&self) -> Option<&Remote> {
+        self.inner.remote.as_ref()
     }
 
     /// Approves or denies request `id` (a grant request or a held

@@ -165,7 +165,14 @@ pub(crate) fn every_kind() -> Vec<Event> {
         Event::ReviewViewed {
             identity: "alice".into(),
             session_viewed: 3,
+            replica: None,
             form: Some(crate::audit::ViewForm::Asciicast),
+        },
+        Event::ReviewViewed {
+            identity: "alice".into(),
+            session_viewed: 3,
+            replica: Some("bastion-2".into()),
+            form: Some(crate::audit::ViewForm::Page),
         },
         Event::ExitStatus { status: 126 },
         Event::ExitSignal {

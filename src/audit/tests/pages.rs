@@ -55,19 +55,30 @@ async fn viewers_are_read_from_review_viewed_events() {
         .begin_session(new_session("agent-7", "web1"))
         .await
         .unwrap();
-    for (identity, session) in [("alice", viewed), ("bob", other), ("carol", viewed)] {
+    let views = [
+        ("alice", viewed, None),
+        ("bob", other, None),
+        ("carol", viewed, None),
+        ("dave", viewed, Some("b")),
+    ];
+    for (identity, session, replica) in views {
         let event = Event::ReviewViewed {
             identity: identity.into(),
             session_viewed: session.0,
+            replica: replica.map(str::to_owned),
             form: None,
         };
         store.record(None, None, event).await.unwrap();
     }
-    let names: Vec<String> = reader(&path)
-        .viewers(viewed, 10)
-        .unwrap()
-        .into_iter()
-        .map(|(identity, _, _)| identity)
-        .collect();
-    assert_eq!(names, vec!["carol".to_owned(), "alice".to_owned()]);
+    let names = |replica: Option<&str>| -> Vec<String> {
+        reader(&path)
+            .viewers(replica, viewed, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(identity, _, _)| identity)
+            .collect()
+    };
+    // Replica b's session of the same id is another session.
+    assert_eq!(names(None), vec!["carol".to_owned(), "alice".to_owned()]);
+    assert_eq!(names(Some("b")), vec!["dave".to_owned()]);
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::query::{Listing, Show};
 use crate::audit::{Entry, Event, EventRecord, Outcome, SessionRecord};
 use crate::clock::rfc3339_us;
+use crate::cluster::ClusterSession;
 use crate::web::html::{escape, page};
 
 /// Text inputs of the form: (query name, label).
@@ -112,23 +113,46 @@ fn outcome_of(s: &SessionRecord) -> String {
     }
 }
 
-pub(super) fn sessions_table(sessions: &[SessionRecord]) -> String {
-    let mut out = String::from(
-        "<table><tr><th>id</th><th>identity</th><th>task</th><th>target</th>\
-         <th>started</th><th>ended</th></tr>",
+const SESSION_COLUMNS: &str = "<th>id</th><th>identity</th><th>task</th><th>target</th>\
+     <th>started</th><th>ended</th></tr>";
+
+/// A session's cells after the replica's (if any): its id linking `page`.
+fn session_cells(out: &mut String, s: &SessionRecord, page: &str) {
+    let _ = write!(
+        out,
+        "<td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        escape(page),
+        s.id.0,
+        escape(&s.identity),
+        escape(s.task.as_deref().unwrap_or("-")),
+        escape(&s.target),
+        rfc3339_us(s.started_at_us),
+        escape(&outcome_of(s)),
     );
+}
+
+pub(super) fn sessions_table(sessions: &[SessionRecord]) -> String {
+    let mut out = format!("<table><tr>{SESSION_COLUMNS}");
     for s in sessions {
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/sessions/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td></tr>",
-            escape(&s.identity),
-            escape(s.task.as_deref().unwrap_or("-")),
-            escape(&s.target),
-            rfc3339_us(s.started_at_us),
-            escape(&outcome_of(s)),
-            id = s.id.0,
-        );
+        out.push_str("<tr>");
+        session_cells(&mut out, s, &format!("/sessions/{}", s.id.0));
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The cluster's index: a replica column, and each session linked where
+/// it is read (this replica's store, or the archive for `local`'s peers).
+pub(super) fn cluster_sessions_table(sessions: &[ClusterSession], local: &str) -> String {
+    let mut out = format!("<table><tr><th>replica</th>{SESSION_COLUMNS}");
+    for s in sessions {
+        let id = s.record.id.0;
+        let page = match s.replica == local {
+            true => format!("/sessions/{id}"),
+            false => format!("/replicas/{}/sessions/{id}", url_encode(&s.replica)),
+        };
+        let _ = write!(out, "<tr><td>{}</td>", escape(&s.replica));
+        session_cells(&mut out, &s.record, &page);
     }
     out.push_str("</table>");
     out

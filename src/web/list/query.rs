@@ -74,6 +74,22 @@ impl Listing {
         }
     }
 
+    /// Refuses the filters the cluster's index cannot answer (it has each
+    /// session's row, not its commands or an outcome to match).
+    pub fn check_index(&self) -> Result<(), BadQuery> {
+        for (name, given) in [
+            ("outcome", self.sessions.outcome.is_some()),
+            ("q", self.sessions.text.is_some()),
+        ] {
+            if given {
+                return Err(BadQuery(format!(
+                    "{name} filters this replica's sessions only, not the cluster's index"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn typed(&self, name: &str) -> &str {
         self.typed
             .iter()
@@ -257,6 +273,12 @@ mod tests {
         assert!(query(&[("q", "\"*\"")]).is_ok());
         assert!(query(&[("show", "requests"), ("identity", "a")]).is_ok());
         assert!(query(&[("identity", &"a".repeat(MAX_FILTER + 1))]).is_err());
+        assert!(query(&[("identity", "a")]).unwrap().check_index().is_ok());
+        assert!(query(&[("q", "cat")]).unwrap().check_index().is_err());
+        assert!(query(&[("outcome", "open")])
+            .unwrap()
+            .check_index()
+            .is_err());
         let empty = query(&[("identity", ""), ("outcome", "")]).unwrap();
         assert!(empty.sessions.identity.is_none() && empty.sessions.outcome.is_none());
         assert!(empty.typed.is_empty());
