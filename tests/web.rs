@@ -293,27 +293,6 @@ fn a_suspended_reviewer_gets_no_link_and_is_shut_out() {
     assert_eq!(get(web.port, "/api/sessions", Some(&cookie)).status, 200);
 }
 
-/// The CSRF value of the page at `path`.
-fn csrf_of(port: u16, path: &str, cookie: &str) -> String {
-    get(port, path, Some(cookie))
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the CSRF field")
-        .to_owned()
-}
-
-fn post_form(port: u16, path: &str, cookie: &str, origin: &str, form: &str) -> Response {
-    let jar = format!("portcullis_session={cookie}");
-    let headers = [
-        ("Cookie", jar.as_str()),
-        ("Origin", origin),
-        ("Content-Type", "application/x-www-form-urlencoded"),
-    ];
-    http(port, "POST", path, &headers, form)
-}
-
 #[test]
 fn an_approver_approves_a_held_command_in_the_browser_and_others_cannot() {
     let approver_key = IdentityKey::generate();

@@ -14,6 +14,12 @@ const REVIEWER: &str = "alice";
 /// viewer started and signed in through b: (rig, viewer, cookie).
 fn rig_with_b_viewer() -> (Rig, WebViewer, String) {
     let (setup, port, id) = reviewer_setup(REVIEWER);
+    rig_of(setup, port, &id)
+}
+
+/// The rig of `setup` (with `[web] listen` on `port`), b's viewer
+/// started and `id` signed in through b.
+fn rig_of(setup: Setup, port: u16, id: &IdentityKey) -> (Rig, WebViewer, String) {
     let rig = Rig::with_archive(setup);
     let web = rig.b.start_web(port);
     let out = ssh_to_frontend(rig.lb.to[1], &id.key.private)
@@ -195,4 +201,44 @@ fn a_session_not_archived_yet_gets_a_page_saying_so() {
         views(&rig.b).is_empty(),
         "nothing was shown, nothing recorded"
     );
+}
+
+#[test]
+fn a_command_held_through_replica_a_is_approved_in_replica_bs_viewer() {
+    let id = IdentityKey::generate();
+    let setup = Setup::standard()
+        .role(
+            ROLE,
+            Role::on(&[TARGET]).exec(&["echo *"]).ask(&["printf ..."]),
+        )
+        .limit("held_command_wait", "\"1s\"")
+        .identity(REVIEWER, &[ROLE])
+        .identity_key(REVIEWER, &id.line)
+        .approver(REVIEWER);
+    let (setup, port) = web_setup(setup);
+    let (rig, web, cookie) = rig_of(setup, port, &id);
+    let agent = rig.a.granted_agent();
+    let cert = agent.cert.clone().expect("a cert");
+    let held = ssh_via(rig.lb.to[0], &agent.key.private, &cert, "printf web-%s 7");
+    assert_eq!(held.status.code(), Some(75), "{held:?}");
+    let request = json_of(&rig.b, "requests", &["--json"])[0]["id"]
+        .as_i64()
+        .expect("the hold, listed on b");
+    let action = format!("/requests/{request}/approve");
+    let page = get(web.port, "/requests", Some(&cookie));
+    assert!(page.body.contains(&action), "{}", page.body);
+    // Its session is a's: the link opens it from the archive.
+    assert!(
+        page.body.contains("href=\"/replicas/a/sessions/"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(web.port, "/requests", &cookie);
+    let origin = format!("http://127.0.0.1:{}", web.port);
+    let approved = post_form(web.port, &action, &cookie, &origin, &format!("csrf={csrf}"));
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let ran = ssh_via(rig.lb.to[0], &agent.key.private, &cert, "printf web-%s 7");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "web-7", "{ran:?}");
+    let again = post_form(web.port, &action, &cookie, &origin, &format!("csrf={csrf}"));
+    assert_eq!(again.status, 409, "decided once: {}", again.body);
 }

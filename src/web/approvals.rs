@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::Extension;
 
 use super::auth;
-use super::html::{escape, page as html_page_of};
+use super::html::{escape, page as html_page_of, session_path};
 use super::routes::{html_page, plain, redirect, require, unavailable, Kind};
 use super::state::State;
 use crate::clock::rfc3339_seconds;
@@ -78,11 +78,16 @@ pub async fn page(Extension(state): Extension<State>, headers: HeaderMap) -> Res
         row(r.id, r.created_at_us, "grant", &r.identity, what);
     }
     for h in &holds {
+        // A hold of another replica's session links to its archived page.
+        let replica = h
+            .replica
+            .as_deref()
+            .filter(|name| state.remote().is_some_and(|r| !r.is_local(name)));
         let what = format!(
-            "<code>{}</code> on {} (session <a href=\"/sessions/{}\">{}</a>, task {})",
+            "<code>{}</code> on {} (session <a href=\"{}\">{}</a>, task {})",
             escape(&h.command),
             escape(&h.target),
-            h.session,
+            session_path(replica, h.session),
             h.session,
             escape(h.task.as_deref().unwrap_or("-")),
         );

@@ -2,6 +2,8 @@
 //! task, commands, output) is attacker-controlled and goes through
 //! [`escape`]; the only unescaped text is this file's own markup.
 
+use std::fmt::Write;
+
 /// The stylesheet, served at /style.css (the CSP allows no inline style).
 pub const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;max-width:70em}\
 table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}\
@@ -52,4 +54,30 @@ pub fn sign_in_help() -> String {
         "<h1>portcullis</h1><p>Sign in with your SSH identity key: run \
          <code>ssh review@BASTION</code> and open the link it prints (valid for 60 s, once).</p>",
     )
+}
+
+/// A value percent-encoded for a URL's path or query string.
+pub(super) fn url_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            b => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// The page of session `id` recorded by `replica` (`None`: this
+/// replica's own, read from the local store; another's is read from the
+/// archive). Its downloads hang off it.
+pub(super) fn session_path(replica: Option<&str>, id: i64) -> String {
+    match replica {
+        None => format!("/sessions/{id}"),
+        Some(name) => format!("/replicas/{}/sessions/{id}", url_encode(name)),
+    }
 }

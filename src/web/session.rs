@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 
+use super::html::session_path;
 use super::routes::{html_page, json, plain, require, unavailable, Kind};
 use super::state::{State, Unavailable};
 use crate::audit::{Event, SessionId, SessionRecord, Transcript, ViewForm};
@@ -39,10 +40,11 @@ pub(super) enum Origin<'a> {
 impl Origin<'_> {
     /// The path of session `id`'s page; its downloads hang off it.
     fn path(self, id: i64) -> String {
-        match self {
-            Origin::Local => format!("/sessions/{id}"),
-            Origin::Replica(name) => format!("/replicas/{name}/sessions/{id}"),
-        }
+        let replica = match self {
+            Origin::Local => None,
+            Origin::Replica(name) => Some(name),
+        };
+        session_path(replica, id)
     }
 
     fn replica(self) -> Option<String> {

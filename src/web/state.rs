@@ -64,10 +64,23 @@ impl State {
         by: String,
         reason: Option<String>,
     ) -> Result<Result<(), String>, Unavailable> {
+        let expiry = self.inner.request_expiry;
+        if let Some(remote) = self.remote() {
+            let cluster = remote.cluster();
+            return match cluster
+                .decide(id, approve, &by, reason.as_deref(), expiry)
+                .await
+            {
+                Ok(decided) => Ok(decided.map_err(|e| e.to_string())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "web: the cluster database failed");
+                    Err(Unavailable)
+                }
+            };
+        }
         let inner = self.inner.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut writer = inner.writer.lock().map_err(|_| Unavailable)?;
-            let expiry = inner.request_expiry;
             let decided = writer.transact(|txn| {
                 crate::grants::db::decide(txn, id, approve, &by, reason.as_deref(), expiry)
             });
@@ -114,6 +127,16 @@ impl State {
         ),
         Unavailable,
     > {
+        if let Some(remote) = self.remote() {
+            let cluster = remote.cluster();
+            return match tokio::try_join!(cluster.requests(true), cluster.holds(true)) {
+                Ok(pending) => Ok(pending),
+                Err(e) => {
+                    tracing::warn!(error = %e, "web: the cluster database failed");
+                    Err(Unavailable)
+                }
+            };
+        }
         let store = self.inner.store.clone();
         let done = tokio::task::spawn_blocking(move || {
             let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;

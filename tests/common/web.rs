@@ -92,3 +92,24 @@ pub fn reviewer_setup(reviewer: &str) -> (Setup, u16, IdentityKey) {
     let (setup, port) = web_setup(setup);
     (setup, port, id)
 }
+
+/// The CSRF value of the page at `path`.
+pub fn csrf_of(port: u16, path: &str, cookie: &str) -> String {
+    get(port, path, Some(cookie))
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the CSRF field")
+        .to_owned()
+}
+
+pub fn post_form(port: u16, path: &str, cookie: &str, origin: &str, form: &str) -> Response {
+    let jar = format!("portcullis_session={cookie}");
+    let headers = [
+        ("Cookie", jar.as_str()),
+        ("Origin", origin),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    http(port, "POST", path, &headers, form)
+}

@@ -7,7 +7,7 @@ use super::query::{Listing, Show};
 use crate::audit::{Entry, Event, EventRecord, Outcome, SessionRecord};
 use crate::clock::rfc3339_us;
 use crate::cluster::ClusterSession;
-use crate::web::html::{escape, page};
+use crate::web::html::{escape, page, session_path, url_encode};
 
 /// Text inputs of the form: (query name, label).
 const TEXT_FILTERS: [(&str, &str); 6] = [
@@ -18,22 +18,6 @@ const TEXT_FILTERS: [(&str, &str); 6] = [
     ("until", "until"),
     ("q", "search commands"),
 ];
-
-/// A query-string value (for the "older" link's filters).
-fn url_encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
-}
 
 /// A `<select>` of fixed `choices`, the typed one selected.
 fn select(out: &mut String, name: &str, typed: &str, choices: &[&str]) {
@@ -147,10 +131,7 @@ pub(super) fn cluster_sessions_table(sessions: &[ClusterSession], local: &str) -
     let mut out = format!("<table><tr><th>replica</th>{SESSION_COLUMNS}");
     for s in sessions {
         let id = s.record.id.0;
-        let page = match s.replica == local {
-            true => format!("/sessions/{id}"),
-            false => format!("/replicas/{}/sessions/{id}", url_encode(&s.replica)),
-        };
+        let page = session_path((s.replica != local).then_some(s.replica.as_str()), id);
         let _ = write!(out, "<tr><td>{}</td>", escape(&s.replica));
         session_cells(&mut out, &s.record, &page);
     }
