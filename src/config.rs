@@ -247,14 +247,6 @@ impl Config {
                 path: path.to_path_buf(),
                 message,
             })?;
-        if cluster.is_some() && parsed.ca.write_krl.is_some() {
-            // The KRL is written from this machine's store, which does not
-            // hold the cluster's revocations: it would list too few.
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: "[ca] write_krl is not kept from the cluster's revocations: leave it out with [cluster], and run `portcullis krl` on the signing node".into(),
-            });
-        }
         let archive = parsed
             .archive
             .resolve(&base)

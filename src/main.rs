@@ -363,11 +363,9 @@ fn revoke(config_path: &Path, args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     };
     match &config.cluster {
         Some(cluster) => operator::cluster::revoke(cluster, selector, args.reason.as_deref())?,
-        None => {
-            grants::admin::revoke(&config.store, selector, args.reason.as_deref())?;
-            operator::krl::refresh_configured(&config)?;
-        }
+        None => grants::admin::revoke(&config.store, selector, args.reason.as_deref())?,
     }
+    operator::krl::refresh_configured(&config)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -376,11 +374,9 @@ fn reinstate(config_path: &Path, identity: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     match &config.cluster {
         Some(cluster) => operator::cluster::reinstate(cluster, identity)?,
-        None => {
-            grants::admin::reinstate(&config.store, identity)?;
-            operator::krl::refresh_configured(&config)?;
-        }
+        None => grants::admin::reinstate(&config.store, identity)?,
     }
+    operator::krl::refresh_configured(&config)?;
     Ok(ExitCode::SUCCESS)
 }
 

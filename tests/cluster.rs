@@ -123,18 +123,10 @@ fn a_revocation_in_the_database_ends_a_session_on_another_replica_within_a_secon
     // signing node (a) issued.
     let krl = c.a.dir().join("cluster.krl");
     c.a.cli_ok("krl", &["-o", &krl.display().to_string()]);
-    let cert = agent.cert.as_ref().expect("a cert");
-    let queried = std::process::Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(&krl)
-        .arg(cert)
-        .output()
-        .expect("ssh-keygen -Q");
-    assert!(
-        String::from_utf8_lossy(&queried.stdout).contains("REVOKED"),
-        "{queried:?}"
-    );
+    assert!(openssh_says_revoked(
+        &krl,
+        agent.cert.as_ref().expect("a cert")
+    ));
     let verify = c.a.cli_ok("verify", &[]);
     assert!(
         String::from_utf8_lossy(&verify.stderr).contains("cluster chain: 1 events, intact"),
@@ -396,4 +388,30 @@ fn a_second_replica_under_a_live_replicas_name_is_refused() {
         "echo a",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n", "{out:?}");
+}
+
+#[test]
+fn the_written_krl_follows_revocations_and_reinstatements_made_through_another_replica() {
+    let c = Rig::start(Setup::standard().ca_setting("write_krl", "\"revoked.krl\""));
+    let krl = c.a.dir().join("revoked.krl");
+    let old = c.a.granted_agent();
+    let old_cert = old.cert.clone().expect("a cert");
+    assert!(!openssh_says_revoked(&krl, &old_cert));
+    c.b.cli_ok("revoke", &["--identity", AGENT]);
+    eventually("a's KRL lists the suspended identity's cert", || {
+        openssh_says_revoked(&krl, &old_cert)
+            .then_some(())
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    c.b.cli_ok("reinstate", &[AGENT]);
+    // A cert issued after the reinstatement is no longer covered: the KRL
+    // drops the identity (the revoked cert stays listed).
+    let new = c.a.granted_agent();
+    let new_cert = new.cert.clone().expect("a cert");
+    eventually("a's KRL drops the reinstated identity", || {
+        (!openssh_says_revoked(&krl, &new_cert))
+            .then_some(())
+            .ok_or_else(|| "still listed".to_owned())
+    });
+    assert!(openssh_says_revoked(&krl, &old_cert));
 }

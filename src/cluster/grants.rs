@@ -8,6 +8,7 @@ use super::chain;
 use super::{Cluster, ClusterError};
 use crate::clock;
 use crate::grants::db;
+use crate::grants::krl::Revoked;
 use crate::grants::{CertFacts, CertState, GrantError, Revocation, RevokeSelector};
 
 /// The channel a revocation's commit notifies (its id as the payload).
@@ -181,6 +182,14 @@ impl Cluster {
             rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
         })
         .await
+    }
+
+    /// Everything revoked now: what a KRL lists.
+    pub async fn revoked(&self) -> Result<Revoked, ClusterError> {
+        Ok(Revoked {
+            revocations: self.revocations_after(0).await?,
+            suspended: self.suspended_identities().await?,
+        })
     }
 
     /// Revocations with ids above `after`, oldest first.

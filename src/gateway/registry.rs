@@ -146,6 +146,9 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
         .cluster
         .as_ref()
         .map(|cluster| cluster.listen_for_revocations());
+    // A reinstatement adds no revocation but takes an identity off the
+    // KRL: with the cluster, the suspended set is watched too.
+    let mut suspended = Vec::new();
     let mut last = match last_revocation_id(&ctx).await {
         Ok(id) => id,
         Err(e) => {
@@ -185,8 +188,30 @@ pub async fn watch_revocations(ctx: Arc<ServerContext>) {
                 tracing::error!(error = %e, "could not record a revocation");
             }
         }
-        if any {
+        // Asked every round, so `suspended` tracks the set even when a
+        // revocation alone already calls for a new KRL.
+        let changed = suspensions_changed(&ctx, &mut suspended).await;
+        if any || changed {
             refresh_krl(&ctx).await;
+        }
+    }
+}
+
+/// Whether the cluster's suspended identities changed since `seen` (only
+/// asked when a KRL is kept); `seen` becomes the set now.
+async fn suspensions_changed(ctx: &ServerContext, seen: &mut Vec<String>) -> bool {
+    let (Some(cluster), Some(_)) = (&ctx.cluster, &ctx.config.write_krl) else {
+        return false;
+    };
+    match cluster.suspended_identities().await {
+        Ok(now) if now != *seen => {
+            *seen = now;
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read suspensions");
+            false
         }
     }
 }
@@ -221,16 +246,31 @@ async fn revocations_after(ctx: &ServerContext, after: i64) -> Result<Vec<Revoca
 }
 
 /// Rewrites `[ca] write_krl`, when configured, from the store's
-/// revocations (at start, and after revocations from any process).
+/// revocations, or the cluster's naming the certs the store knows (at
+/// start, and after revocations from any process).
 pub async fn refresh_krl(ctx: &Arc<ServerContext>) {
     let Some(path) = ctx.config.write_krl.clone() else {
         return;
+    };
+    let revoked = match &ctx.cluster {
+        Some(cluster) => match cluster.revoked().await {
+            Ok(revoked) => Some(revoked),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the cluster's revocations for the KRL");
+                return;
+            }
+        },
+        None => None,
     };
     let cas = ctx.ca_keys.clone();
     let written = ctx
         .grants
         .run(move |conn| {
-            let krl = krl::build(conn, &cas, clock::now_unix())?;
+            let now = clock::now_unix();
+            let krl = match &revoked {
+                Some(revoked) => krl::build_with(conn, &cas, now, revoked)?,
+                None => krl::build(conn, &cas, now)?,
+            };
             krl::write_atomically(&path, &krl.bytes).map_err(|e| GrantError::Io(e.to_string()))?;
             Ok(krl)
         })

@@ -124,12 +124,7 @@ pub fn sessions(
 
 /// Everything the cluster revokes now, for a KRL.
 pub fn revoked(settings: &ClusterSettings) -> anyhow::Result<Revoked> {
-    with_cluster(settings, async |cluster| {
-        Ok(Revoked {
-            revocations: cluster.revocations_after(0).await?,
-            suspended: cluster.suspended_identities().await?,
-        })
-    })
+    with_cluster(settings, async |cluster| Ok(cluster.revoked().await?))
 }
 
 /// Whether the cluster's database answers (its schema brought up to date).

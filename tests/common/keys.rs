@@ -254,3 +254,24 @@ impl CertSpec {
         )
     }
 }
+
+/// `ssh-keygen -Q -f KRL CERT`: whether OpenSSH itself finds it revoked.
+pub fn openssh_says_revoked(krl: &Path, cert: &Path) -> bool {
+    let out = Command::new("ssh-keygen")
+        .args(["-Q", "-f"])
+        .arg(krl)
+        .arg(cert)
+        .output()
+        .expect("run ssh-keygen -Q");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    match said.contains("REVOKED") {
+        true => true,
+        false => {
+            assert!(
+                said.contains(": ok"),
+                "ssh-keygen -Q said: {said:?} {out:?}"
+            );
+            false
+        }
+    }
+}
