@@ -2,13 +2,22 @@
 //! suspensions, reinstatements and single-use admissions, run against the
 //! SQLite store and against a real PostgreSQL (`[cluster]`), must give the
 //! same answers; and revocations made at once from several connections are
-//! numbered without gaps, in the order a watcher reads them.
+//! numbered without gaps, in the order a watcher reads them. The request
+//! book (grant requests, held commands, their expiry and rate limit) is
+//! run the same way through `Book` on each backend.
 mod common;
 
-use portcullis::audit::{Abort, DirectWriter, NewSession, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::audit::{Abort, DirectWriter, Event, NewSession, Store};
+use portcullis::book::{Book, BookError, HeldRun, Throttled};
 use portcullis::cluster::Cluster;
-use portcullis::config::ClusterSettings;
-use portcullis::grants::{db, CertFacts, CertState, GrantError, RevokeSelector};
+use portcullis::config::{ClusterSettings, Limits, Rate};
+use portcullis::grants::db::NewHold;
+use portcullis::grants::{
+    db, CertFacts, CertState, GrantError, GrantScope, GrantsReader, NewRequest, RevokeSelector,
+};
 
 use common::Postgres;
 
@@ -284,4 +293,260 @@ fn revocations_made_at_once_are_numbered_without_gaps() {
         .block_on(handles[1].verify_chain())
         .expect("the database answers");
     assert_eq!((chain.events, chain.broken), (40, None));
+}
+
+/// An operator's decision of a request (its answer as text).
+type Decide = Box<dyn Fn(i64, bool) -> String>;
+/// An operator's revocation of an identity.
+type Revoke = Box<dyn Fn(&str)>;
+
+/// The request book of one backend, and what the scenario needs beside
+/// it: the operator's decision and revocation, as each backend takes them.
+struct Booked {
+    book: Book,
+    store: Store,
+    decide: Decide,
+    revoke: Revoke,
+    _dir: tempfile::TempDir,
+}
+
+impl Booked {
+    /// The book on a fresh store, and on `cluster` when given.
+    fn open(runtime: &tokio::runtime::Runtime, cluster: Option<Arc<Cluster>>) -> Booked {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("portcullis.db");
+        let store = runtime
+            .block_on(async { Store::open(&path) })
+            .expect("the store");
+        let reader = GrantsReader::open(&path).expect("a reader");
+        let limits = Limits {
+            grant_requests: Rate {
+                burst: 2,
+                every: Duration::from_secs(3600),
+            },
+            ..Limits::default()
+        };
+        let book = Book::new(store.clone(), reader, cluster.clone(), &limits);
+        let expiry = Duration::from_secs(60);
+        let (decide, revoke): (Decide, Revoke) = match cluster {
+            Some(cluster) => {
+                let handle = runtime.handle().clone();
+                let (c, h) = (cluster.clone(), handle.clone());
+                let decide = move |id, approve| {
+                    let done = h.block_on(c.decide(id, approve, "op", None, expiry));
+                    format!(
+                        "{:?}",
+                        done.expect("the database answers")
+                            .map_err(|e| e.to_string())
+                    )
+                };
+                let revoke = move |identity: &str| {
+                    let selector = RevokeSelector::Identity(identity.into());
+                    let done = handle.block_on(cluster.revoke(&selector, "op", None));
+                    done.expect("the database answers").expect("revoked");
+                };
+                (Box::new(decide), Box::new(revoke))
+            }
+            None => {
+                let writer = std::sync::Mutex::new(DirectWriter::open(&path).expect("a writer"));
+                let writer = Arc::new(writer);
+                let w = writer.clone();
+                let decide = move |id, approve| {
+                    let mut w = w.lock().expect("the writer");
+                    let done = w.transact(|txn| db::decide(txn, id, approve, "op", None, expiry));
+                    format!("{:?}", done.map_err(|e| e.to_string()))
+                };
+                let revoke = move |identity: &str| {
+                    let selector = RevokeSelector::Identity(identity.into());
+                    let mut w = writer.lock().expect("the writer");
+                    w.transact(|txn| db::revoke(txn, &selector, "op", None))
+                        .expect("revoked");
+                };
+                (Box::new(decide), Box::new(revoke))
+            }
+        };
+        Booked {
+            book,
+            store,
+            decide,
+            revoke,
+            _dir: dir,
+        }
+    }
+}
+
+fn new_request(identity: &str) -> NewRequest {
+    NewRequest {
+        identity: identity.into(),
+        role: "ops".into(),
+        task: Some("T-1".into()),
+        reason: None,
+        scope: GrantScope {
+            targets: vec!["web1".into()],
+            exec: vec!["uptime".into()],
+            open: Vec::new(),
+            listen: Vec::new(),
+            sftp: Vec::new(),
+            capture: false,
+            pty: false,
+            ttl_secs: 300,
+        },
+        pubkey: "ssh-ed25519 AAAA task".into(),
+    }
+}
+
+/// Every answer of the request book's scenario, as text, in order.
+fn book_scenario(runtime: &tokio::runtime::Runtime, b: &Booked) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut note = |what: &str, answer: String| seen.push(format!("{what}: {answer}"));
+    let book = &b.book;
+    let said = |r: Result<_, BookError>| format!("{:?}", r.map_err(|e| e.to_string()));
+    let status = |id| {
+        let held = runtime.block_on(book.hold(id)).expect("read the hold");
+        held.map(|h| h.status.to_string())
+    };
+
+    let id = runtime
+        .block_on(book.create_request(new_request("agent-1"), "c".into()))
+        .expect("a request");
+    note("request", id.to_string());
+    note("approve", (b.decide)(id, true));
+    note("deny after", (b.decide)(id, false));
+    note("unknown", (b.decide)(999, true));
+    let record = runtime
+        .block_on(book.request(id))
+        .expect("read the request");
+    note("status", format!("{:?}", record.map(|r| r.status)));
+
+    let session = runtime
+        .block_on(
+            b.store
+                .begin_session(session_of(&cert(1, "agent-1", "T-1", "SHA256:c"))),
+        )
+        .expect("a session");
+    let hold = |command: &str, expires_at_us: i64| NewHold {
+        session,
+        channel: Some(0),
+        identity: "agent-1".into(),
+        role: Some("ops".into()),
+        task: Some("T-1".into()),
+        target: "web1".into(),
+        cert_fingerprint: "SHA256:c".into(),
+        command: command.into(),
+        expires_at_us,
+    };
+    let later = portcullis::clock::now_us() + 60_000_000;
+    let held = runtime
+        .block_on(book.create_hold(hold("printf x", later)))
+        .expect("a hold");
+    note("held", held.to_string());
+    let retry =
+        runtime.block_on(book.hold_for_retry("SHA256:c".into(), "web1".into(), "printf x".into()));
+    note(
+        "retry finds",
+        format!("{:?}", retry.expect("read").map(|h| h.id)),
+    );
+    let run = |fingerprint: &str| HeldRun {
+        id: held,
+        cert_fingerprint: fingerprint.into(),
+        target: "web1".into(),
+        command: "printf x".into(),
+        session,
+        channel: 0,
+    };
+    let allowed = || Event::ExecRefused {
+        command: "printf x".into(),
+        reason: "stands in for exec.allowed".into(),
+    };
+    note(
+        "run pending",
+        said(runtime.block_on(book.run_approved(run("SHA256:c"), allowed()))),
+    );
+    note("approve hold", (b.decide)(held, true));
+    note(
+        "run other cert",
+        said(runtime.block_on(book.run_approved(run("SHA256:d"), allowed()))),
+    );
+    note(
+        "run",
+        said(runtime.block_on(book.run_approved(run("SHA256:c"), allowed()))),
+    );
+    note(
+        "run again",
+        said(runtime.block_on(book.run_approved(run("SHA256:c"), allowed()))),
+    );
+    note("after run", format!("{:?}", status(held)));
+
+    let stale = runtime
+        .block_on(book.create_hold(hold("printf y", 1)))
+        .expect("a hold");
+    let pending = runtime
+        .block_on(book.create_request(new_request("agent-1"), "c".into()))
+        .expect("a request");
+    note(
+        "expired",
+        format!(
+            "{:?}",
+            runtime
+                .block_on(book.expire(Duration::ZERO))
+                .map_err(|e| e.to_string())
+        ),
+    );
+    note("stale", format!("{:?}", status(stale)));
+    note("decide stale", (b.decide)(stale, true));
+    note("decide expired request", (b.decide)(pending, true));
+
+    for n in 0..3 {
+        note(
+            &format!("token {n}"),
+            // Whole minutes: the two waits differ by the time between.
+            match runtime.block_on(book.requests.take("agent-9")) {
+                Ok(()) => "Ok(())".to_owned(),
+                Err(Throttled::Wait(wait)) => format!("Wait({}min)", wait.as_secs() / 60),
+                Err(other) => format!("{other:?}"),
+            },
+        );
+    }
+    (b.revoke)("agent-2");
+    let refused = runtime.block_on(book.create_request(new_request("agent-2"), "c".into()));
+    note("suspended", said(refused.map(|_| ())));
+    seen
+}
+
+#[test]
+fn the_request_book_answers_alike_on_sqlite_and_postgresql() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let pg = Postgres::start();
+    let cluster = Postgresql::on(&pg, "a").cluster;
+    let local = Booked::open(&runtime, None);
+    let shared = Booked::open(&runtime, Some(Arc::new(cluster)));
+    let on_sqlite = book_scenario(&runtime, &local);
+    let on_postgresql = book_scenario(&runtime, &shared);
+    assert_eq!(on_sqlite, on_postgresql);
+    let expected = [
+        ("approve", "Ok(())"),
+        ("deny after", "approved"),
+        ("unknown", "no request 999"),
+        ("run pending", "pending"),
+        ("run other cert", "approved"),
+        ("run", "Ok(())"),
+        ("run again", "ran"),
+        ("after run", "ran"),
+        ("expired", "Ok(2)"),
+        ("stale", "expired"),
+        ("decide stale", "expired"),
+        ("decide expired request", "expired"),
+        ("token 1", "Ok(())"),
+        ("token 2", "Wait"),
+        ("suspended", "suspended"),
+    ];
+    for (what, says) in expected {
+        let line = on_sqlite
+            .iter()
+            .find(|l| l.starts_with(&format!("{what}:")));
+        assert!(
+            line.is_some_and(|l| l.contains(says)),
+            "{what}: {on_sqlite:#?}"
+        );
+    }
 }
