@@ -233,15 +233,7 @@ fn sqlite_and_postgresql_answer_the_grant_state_alike() {
         ("suspended", "Suspended"),
         ("reinstate again", "not suspended"),
     ];
-    for (what, says) in expected_refusals {
-        let line = on_sqlite
-            .iter()
-            .find(|l| l.starts_with(&format!("{what}:")));
-        assert!(
-            line.is_some_and(|l| l.contains(says)),
-            "{what}: {on_sqlite:#?}"
-        );
-    }
+    assert_says(&on_sqlite, &expected_refusals);
     for what in ["first use", "plain", "after reinstate"] {
         assert!(
             on_sqlite.contains(&format!("{what}: Ok(())")),
@@ -540,13 +532,16 @@ fn the_request_book_answers_alike_on_sqlite_and_postgresql() {
         ("token 2", "Wait"),
         ("suspended", "suspended"),
     ];
+    assert_says(&on_sqlite, &expected);
+}
+
+/// Each `(what, says)`: the answer noted as `what` contains `says`.
+fn assert_says(answers: &[String], expected: &[(&str, &str)]) {
     for (what, says) in expected {
-        let line = on_sqlite
-            .iter()
-            .find(|l| l.starts_with(&format!("{what}:")));
+        let line = answers.iter().find(|l| l.starts_with(&format!("{what}:")));
         assert!(
             line.is_some_and(|l| l.contains(says)),
-            "{what}: {on_sqlite:#?}"
+            "{what}: {answers:#?}"
         );
     }
 }

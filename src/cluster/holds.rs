@@ -85,14 +85,7 @@ impl Cluster {
     /// Every replica's holds, oldest first: pending ones only, or all.
     pub async fn holds(&self, only_pending: bool) -> Result<Vec<HoldRecord>, ClusterError> {
         self.run(async move |client| {
-            let filter = match only_pending {
-                true => " WHERE status = 'pending'",
-                false => "",
-            };
-            let rows = client
-                .query(&format!("{HOLD_COLUMNS}{filter} ORDER BY id"), &[])
-                .await?;
-            rows.iter().map(hold_from_row).collect()
+            queue(&*client, HOLD_COLUMNS, only_pending, hold_from_row).await
         })
         .await
     }
@@ -202,6 +195,24 @@ pub(super) async fn decide_hold(
         }
         held => Ok(Err(db::undecidable_hold(id, held.as_ref()))),
     }
+}
+
+/// The rows `select` reads (grant requests or holds), oldest first:
+/// pending ones only, or all.
+pub(super) async fn queue<T>(
+    client: &impl GenericClient,
+    select: &str,
+    only_pending: bool,
+    from_row: fn(&Row) -> Result<T, ClusterError>,
+) -> Result<Vec<T>, ClusterError> {
+    let filter = match only_pending {
+        true => " WHERE status = 'pending'",
+        false => "",
+    };
+    let rows = client
+        .query(&format!("{select}{filter} ORDER BY id"), &[])
+        .await?;
+    rows.iter().map(from_row).collect()
 }
 
 /// A fresh id from the one id space of requests.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_postgres::{GenericClient, Row};
 
-use super::holds::{decide_hold, next_request_id};
+use super::holds::{decide_hold, next_request_id, queue};
 use super::{chain, grants::suspended, Cluster, ClusterError};
 use crate::audit::Event;
 use crate::clock;
@@ -96,14 +96,7 @@ impl Cluster {
     /// Every replica's grant requests, oldest first: pending only, or all.
     pub async fn requests(&self, only_pending: bool) -> Result<Vec<RequestRecord>, ClusterError> {
         self.run(async move |client| {
-            let filter = match only_pending {
-                true => " WHERE status = 'pending'",
-                false => "",
-            };
-            let rows = client
-                .query(&format!("{REQUEST_COLUMNS}{filter} ORDER BY id"), &[])
-                .await?;
-            rows.iter().map(request_from_row).collect()
+            queue(&*client, REQUEST_COLUMNS, only_pending, request_from_row).await
         })
         .await
     }
