@@ -7,7 +7,8 @@
 //! once); another cert's retry of the approved command on the other
 //! replica (held on its own); a second decision of a decided request from
 //! the other replica (refused); a flood spread over replicas to buy more
-//! tokens (refused past the one shared burst).
+//! tokens (refused past the one shared burst); the database lost while a
+//! command would be held (refused with one line, never run).
 mod common;
 
 use common::*;
@@ -223,4 +224,94 @@ fn a_grant_request_is_approved_from_the_other_replica_and_its_cert_fetched_from_
     );
     let all = queue(&c.a, true);
     assert_eq!(all[0]["status"], "issued", "{all:#?}");
+}
+
+/// One agent connection through a frontend, kept open (`ssh -M`): what a
+/// live session runs further commands on.
+struct Master {
+    child: std::process::Child,
+    control: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Master {
+    fn open(port: u16, agent: &Agent<'_>) -> Master {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let control = dir.path().join("ctl");
+        let cert = agent.cert.as_ref().expect("a cert");
+        let child = ssh_to_frontend(port, &agent.key.private)
+            .arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()))
+            .args(["-N", "-M", "-S"])
+            .arg(&control)
+            .arg(format!("{TARGET}@::1"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh -M");
+        eventually("the master connection", || {
+            control
+                .exists()
+                .then_some(())
+                .ok_or_else(|| "no control socket yet".to_owned())
+        });
+        Master {
+            child,
+            control,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn exec(&self, command: &str) -> std::process::Output {
+        std::process::Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "ControlMaster=no", "-S"])
+            .arg(&self.control)
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{TARGET}@::1"))
+            .arg(command)
+            .output()
+            .expect("run ssh -S")
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn with_the_database_lost_a_command_that_would_be_held_is_refused_not_run() {
+    let c = Rig::start(asking());
+    let agent = c.a.granted_agent();
+    let live = Master::open(c.lb.to[0], &agent);
+    c.pg.halt();
+    // In scope, the live session goes on; a hold needs the shared book.
+    let during = live.exec("echo during");
+    assert_eq!(
+        String::from_utf8_lossy(&during.stdout),
+        "during\n",
+        "{during:?}"
+    );
+    let refused = live.exec(HELD);
+    assert_ne!(refused.status.code(), Some(0), "{refused:?}");
+    assert_ne!(refused.status.code(), Some(75), "not held: {refused:?}");
+    assert!(refused.stdout.is_empty(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("the cluster database cannot be reached, so the held command does not run"),
+        "{refused:?}"
+    );
+    c.pg.resume();
+    eventually("the command is held once the database is back", || {
+        let out = live.exec(HELD);
+        (out.status.code() == Some(75))
+            .then_some(())
+            .ok_or_else(|| format!("{out:?}"))
+    });
+    assert_eq!(queue(&c.b, false).len(), 1);
 }
