@@ -16,7 +16,8 @@ use portcullis::cluster::Cluster;
 use portcullis::config::{ClusterSettings, Limits, Rate};
 use portcullis::grants::db::NewHold;
 use portcullis::grants::{
-    db, CertFacts, CertState, GrantError, GrantScope, GrantsReader, NewRequest, RevokeSelector,
+    db, CertFacts, CertState, GrantError, GrantScope, GrantsReader, Issued, NewRequest,
+    RevokeSelector,
 };
 
 use common::Postgres;
@@ -544,4 +545,36 @@ fn assert_says(answers: &[String], expected: &[(&str, &str)]) {
             "{what}: {answers:#?}"
         );
     }
+}
+
+#[test]
+fn a_replica_that_did_not_sign_a_cert_judges_it_by_when_it_was_issued() {
+    let pg = Postgres::start();
+    let mut verifier = Postgresql::on(&pg, "b");
+    verifier
+        .revoke(RevokeSelector::Task("T-9".into()))
+        .expect("revoked");
+    // Valid from long before the revocation, but issued after it by the
+    // signing node, which put it on record in the cluster.
+    let after = cert(12, "agent-5", "T-9", "SHA256:after");
+    let issued = Issued {
+        serial: 12,
+        fingerprint: after.fingerprint.clone(),
+        valid_before: 4_000_000_000,
+        cert: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+    };
+    let recorded = verifier
+        .runtime
+        .block_on(verifier.cluster.record_grant("agent-5", &issued));
+    recorded.expect("the database answers");
+    assert_eq!(verifier.admit(&after, false), Ok(()));
+    // Not on record: only its validity says, and that is covered.
+    let unknown = cert(13, "agent-5", "T-9", "SHA256:unknown");
+    assert!(
+        matches!(
+            verifier.admit(&unknown, false),
+            Err(CertState::Revoked { .. })
+        ),
+        "covered by the task revocation"
+    );
 }

@@ -23,6 +23,9 @@ pub struct Admitted {
     /// Whether the cert's single use was claimed for this replica (it is
     /// released if the session cannot be recorded after all).
     pub claimed: bool,
+    /// When the signing node issued the cert, if it is on record: what
+    /// identity and task revocations compare with on every replica.
+    pub issued_at_us: Option<i64>,
 }
 
 impl Cluster {
@@ -41,6 +44,18 @@ impl Cluster {
                 .query_one("SELECT id FROM revocation_head", &[])
                 .await?
                 .get(0);
+            let mut cert = cert.clone();
+            if cert.issued_at_us.is_none() {
+                cert.issued_at_us = txn
+                    .query_opt(
+                        "SELECT issued_at_us FROM grants WHERE cert_fingerprint = $1",
+                        &[&cert.fingerprint],
+                    )
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
+            }
+            let cert = &cert;
             let revocation = db::first_covering(cert, candidates(&txn, cert).await?);
             let suspended = suspended(&txn, &cert.key_id).await?;
             let spent = single_use && revocation.is_none() && !suspended && {
@@ -60,6 +75,7 @@ impl Cluster {
             Ok(Ok(Admitted {
                 revocations_seen: seen,
                 claimed: single_use,
+                issued_at_us: cert.issued_at_us,
             }))
         })
         .await

@@ -151,32 +151,24 @@ impl Cluster {
                 Ok(issued) => issued,
                 Err(e) => return Ok(Err(e)),
             };
-            let serial = issued.serial.to_string();
             txn.execute(
                 "UPDATE grant_requests SET serial = $1 WHERE id = $2",
-                &[&serial, &id],
+                &[&issued.serial.to_string(), &id],
             )
             .await?;
-            txn.execute(
-                "INSERT INTO grants (request_id, serial, replica, identity, issued_at_us,
-                     valid_before, cert, cert_fingerprint)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &id,
-                    &serial,
-                    &replica,
-                    &identity,
-                    &clock::now_us(),
-                    &i64::try_from(issued.valid_before).unwrap_or(i64::MAX),
-                    &issued.cert,
-                    &issued.fingerprint,
-                ],
-            )
-            .await?;
+            insert_grant(&txn, &replica, Some(id), identity, &issued).await?;
             txn.commit().await?;
             Ok(Ok(issued))
         })
         .await
+    }
+
+    /// Records a cert issued without a request (`portcullis grant`), so
+    /// every replica knows when it was issued.
+    pub async fn record_grant(&self, identity: &str, issued: &Issued) -> Result<(), ClusterError> {
+        let replica = self.replica().to_owned();
+        self.run(async move |client| insert_grant(&*client, &replica, None, identity, issued).await)
+            .await
     }
 
     /// Marks every pending grant request older than `expiry` expired (with
@@ -203,6 +195,33 @@ impl Cluster {
         })
         .await
     }
+}
+
+async fn insert_grant(
+    client: &impl GenericClient,
+    replica: &str,
+    request_id: Option<i64>,
+    identity: &str,
+    issued: &Issued,
+) -> Result<(), ClusterError> {
+    client
+        .execute(
+            "INSERT INTO grants (cert_fingerprint, request_id, serial, replica, identity,
+                 issued_at_us, valid_before, cert)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &issued.fingerprint,
+                &request_id,
+                &issued.serial.to_string(),
+                &replica,
+                &identity,
+                &clock::now_us(),
+                &i64::try_from(issued.valid_before).unwrap_or(i64::MAX),
+                &issued.cert,
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn decide_grant(

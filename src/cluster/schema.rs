@@ -104,17 +104,18 @@ CREATE TABLE IF NOT EXISTS grant_requests (
     serial TEXT
 );
 CREATE INDEX IF NOT EXISTS grant_requests_pending ON grant_requests (id) WHERE status = 'pending';
--- The certs issued for requests (the signing node keeps every grant in
--- its store too): what `grant status` hands out again from any replica.
+-- Every cert the signing node issued (its store keeps them too): what
+-- `grant status` hands out again from any replica, and when each was
+-- issued, which identity and task revocations compare with.
 CREATE TABLE IF NOT EXISTS grants (
-    request_id BIGINT PRIMARY KEY REFERENCES grant_requests (id),
+    cert_fingerprint TEXT PRIMARY KEY,
+    request_id BIGINT UNIQUE REFERENCES grant_requests (id),
     serial TEXT NOT NULL,
     replica TEXT NOT NULL,
     identity TEXT NOT NULL,
     issued_at_us BIGINT NOT NULL,
     valid_before BIGINT NOT NULL,
-    cert TEXT NOT NULL,
-    cert_fingerprint TEXT NOT NULL
+    cert TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS held_commands (
     id BIGINT PRIMARY KEY REFERENCES request_ids (id),

@@ -13,7 +13,7 @@ use crate::config::{ClusterSettings, Config};
 use crate::grants::admin::{self, operator};
 use crate::grants::db::HoldRecord;
 use crate::grants::krl::Revoked;
-use crate::grants::{RequestRecord, RevokeSelector};
+use crate::grants::{Issued, RequestRecord, RevokeSelector};
 use crate::replay::{self, SessionsArgs};
 
 /// Runs `op` to its end on a runtime of its own, from a plain CLI process.
@@ -84,6 +84,17 @@ pub fn decide(
 pub fn is_suspended(settings: &ClusterSettings, identity: &str) -> anyhow::Result<bool> {
     with_cluster(settings, async |cluster| {
         Ok(cluster.is_suspended(identity).await?)
+    })
+}
+
+/// Records a cert `portcullis grant` issued in the cluster.
+pub fn record_grant(
+    settings: &ClusterSettings,
+    identity: &str,
+    issued: &Issued,
+) -> anyhow::Result<()> {
+    with_cluster(settings, async |cluster| {
+        Ok(cluster.record_grant(identity, issued).await?)
     })
 }
 

@@ -71,6 +71,10 @@ pub fn run(config: &Config, args: &GrantArgs) -> anyhow::Result<()> {
     let issued = writer
         .transact(|txn| issue(txn, &ca, &order))
         .map_err(|e: Abort<_>| anyhow::anyhow!("{e}"))?;
+    // Every replica learns when it was issued before anyone has the cert.
+    if let Some(cluster) = &config.cluster {
+        super::cluster::record_grant(cluster, order.identity(), &issued)?;
+    }
     let out = cert_path(&args.pubkey);
     keyfile::write_file(&out, format!("{}\n", issued.cert).as_bytes(), 0o644)?;
     println!("{}", out.display());

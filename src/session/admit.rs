@@ -101,10 +101,13 @@ pub async fn open(
     };
     let fingerprint = facts.fingerprint.clone();
     let record_start = start.clone();
+    let issued_per_cluster = shared.as_ref().and_then(|(_, a)| a.issued_at_us);
     let opened = store
         .transact(move |txn| {
             let mut facts = facts;
-            facts.issued_at_us = db::issued_at(txn.conn(), &facts.fingerprint)?;
+            // A replica that did not sign the cert knows when from the cluster.
+            facts.issued_at_us =
+                db::issued_at(txn.conn(), &facts.fingerprint)?.or(issued_per_cluster);
             if let Err(state) = db::cert_state(txn.conn(), &facts, single_use)? {
                 return Err(Abort::Refused(state));
             }
