@@ -125,7 +125,7 @@ impl Book {
 
     /// Issues the cert `order` asks for through the one issuing path; with
     /// the cluster, the request is taken there first, so it gets one cert
-    /// however many replicas deliver it.
+    /// however many replicas deliver it, and the cert is on record there.
     pub async fn issue(&self, ca: PrivateKey, order: IssueOrder) -> Booked<Issued> {
         let issue_here = async |order: IssueOrder| {
             let issued = self
@@ -134,16 +134,24 @@ impl Book {
                 .await;
             issued.map_err(BookError::from)
         };
-        match (&self.cluster, order.request_id()) {
-            (Some(cluster), Some(id)) => {
-                let identity = order.identity().to_owned();
+        let Some(cluster) = &self.cluster else {
+            return issue_here(order).await;
+        };
+        let identity = order.identity().to_owned();
+        match order.request_id() {
+            Some(id) => {
                 let order = order.for_cluster_request();
                 let issued = cluster
                     .issue_for_request(id, &identity, async || issue_here(order).await)
                     .await;
                 issued?
             }
-            _ => issue_here(order).await,
+            // On record in the cluster before anyone has it.
+            None => {
+                let issued = issue_here(order).await?;
+                cluster.record_grant(&identity, &issued).await?;
+                Ok(issued)
+            }
         }
     }
 
