@@ -8,7 +8,8 @@
 //! replica (held on its own); a second decision of a decided request from
 //! the other replica (refused); a flood spread over replicas to buy more
 //! tokens (refused past the one shared burst); the database lost while a
-//! command would be held (refused with one line, never run).
+//! command would be held or a grant is asked for (refused with one line,
+//! nothing held, run or issued).
 mod common;
 
 use common::*;
@@ -285,11 +286,37 @@ impl Drop for Master {
 }
 
 #[test]
-fn with_the_database_lost_a_command_that_would_be_held_is_refused_not_run() {
-    let c = Rig::start(asking());
+fn with_the_database_lost_a_command_that_would_be_held_or_a_grant_request_is_refused() {
+    let identity = IdentityKey::generate();
+    let c = Rig::start(asking().identity_key(AGENT, &identity.line));
     let agent = c.a.granted_agent();
     let live = Master::open(c.lb.to[0], &agent);
+    let task = c.a.new_key();
+    let public = std::fs::read(&task.public).expect("read the task key");
     c.pg.halt();
+    let asked = grant_via(
+        c.lb.to[0],
+        &identity,
+        "request --role ops --ttl 5m",
+        &public,
+    );
+    assert_ne!(asked.status.code(), Some(0), "{asked:?}");
+    assert!(asked.stdout.is_empty(), "no cert: {asked:?}");
+    assert!(
+        String::from_utf8_lossy(&asked.stderr)
+            .contains("the cluster database cannot be reached, so no request is taken"),
+        "{asked:?}"
+    );
+    let refusals: Vec<Value> = all_events(&c.a)
+        .into_iter()
+        .filter(|e| e["kind"] == "grant.refused")
+        .collect();
+    assert!(
+        refusals.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot be reached"))),
+        "on record: {refusals:#?}"
+    );
     // In scope, the live session goes on; a hold needs the shared book.
     let during = live.exec("echo during");
     assert_eq!(
