@@ -1,7 +1,6 @@
 //! Why a grant command gives no cert: one line for the requester, the same
 //! line in the `grant.refused` row.
 
-use crate::audit::Abort;
 use crate::book::BookError;
 use crate::grants::{request, GrantError};
 
@@ -54,18 +53,6 @@ impl From<BookError> for Refusal {
             BookError::Cluster(e) => {
                 tracing::error!(error = %e, "grant login: the cluster database failed");
                 Refusal::ClusterUnavailable
-            }
-        }
-    }
-}
-
-impl From<Abort<GrantError>> for Refusal {
-    fn from(e: Abort<GrantError>) -> Refusal {
-        match e {
-            Abort::Refused(e) => Refusal::Grant(e),
-            Abort::Failed(e) => {
-                tracing::error!(error = %e, "grant login: the store failed");
-                Refusal::Unrecorded
             }
         }
     }
