@@ -2,7 +2,9 @@
 //! index (every replica's sessions, with their replica) and shows a
 //! session recorded on replica a from the archive, checked against its
 //! seal; a name no replica could have, or none has, is 404 with nothing
-//! recorded; a session not archived yet gets a page saying so.
+//! recorded; a session not archived yet gets a page saying so; a command
+//! held through a is approved in b's viewer; a sign-in link or cookie of
+//! a's viewer signs in nowhere else.
 mod common;
 
 use common::*;
@@ -22,18 +24,22 @@ fn rig_with_b_viewer() -> (Rig, WebViewer, String) {
 fn rig_of(setup: Setup, port: u16, id: &IdentityKey) -> (Rig, WebViewer, String) {
     let rig = Rig::with_archive(setup);
     let web = rig.b.start_web(port);
-    let out = ssh_to_frontend(rig.lb.to[1], &id.key.private)
+    let cookie = sign_in(web.port, &review_link_via(rig.lb.to[1], id, port));
+    (rig, web, cookie)
+}
+
+/// A one-time sign-in link from the `review` login through `frontend`
+/// (the replica behind it makes it): its path on the viewer at `port`.
+fn review_link_via(frontend: u16, id: &IdentityKey, port: u16) -> String {
+    let out = ssh_to_frontend(frontend, &id.key.private)
         .args(["review@::1", "link"])
         .output()
         .expect("run ssh");
     assert!(out.status.success(), "{out:?}");
     let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let path = link
-        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+    link.strip_prefix(&format!("http://127.0.0.1:{port}"))
         .expect("a link to the viewer")
-        .to_owned();
-    let cookie = sign_in(web.port, &path);
-    (rig, web, cookie)
+        .to_owned()
 }
 
 /// An ended session recorded on replica a (through its own frontend).
@@ -241,4 +247,26 @@ fn a_command_held_through_replica_a_is_approved_in_replica_bs_viewer() {
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "web-7", "{ran:?}");
     let again = post_form(web.port, &action, &cookie, &origin, &format!("csrf={csrf}"));
     assert_eq!(again.status, 409, "decided once: {}", again.body);
+}
+
+#[test]
+fn a_sign_in_made_on_one_replicas_viewer_signs_in_nowhere_else() {
+    let (setup, port, id) = reviewer_setup(REVIEWER);
+    let rig = Rig::start(setup);
+    // a's viewer, then b's on the same address (one config, copied).
+    let (cookie_of_a, unused_link_of_a) = {
+        let web_a = rig.a.start_web(port);
+        let cookie = sign_in(web_a.port, &review_link_via(rig.lb.to[0], &id, port));
+        assert_eq!(get(web_a.port, "/sessions", Some(&cookie)).status, 200);
+        (cookie, review_link_via(rig.lb.to[0], &id, port))
+    };
+    let web_b = rig.b.start_web(port);
+    let page = get(web_b.port, "/api/sessions", Some(&cookie_of_a));
+    assert_ne!(page.status, 200, "a's cookie on b: {}", page.body);
+    let link = get(web_b.port, &unused_link_of_a, None);
+    assert_eq!(link.status, 403, "a's link on b: {}", link.body);
+    assert!(link.header("set-cookie").is_none());
+    // b's own sign-in works.
+    let cookie = sign_in(web_b.port, &review_link_via(rig.lb.to[1], &id, port));
+    assert_eq!(get(web_b.port, "/api/sessions", Some(&cookie)).status, 200);
 }
