@@ -394,7 +394,14 @@ fn sessions(config_path: &Path, args: &replay::SessionsArgs) -> anyhow::Result<E
 /// `portcullis events [--follow] [--since T] [--after SEQ] [--json]`
 fn events(config_path: &Path, args: &replay::EventsArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    replay::events(&config.store, args, &mut std::io::stdout().lock())?;
+    let out = &mut std::io::stdout().lock();
+    match (&config.cluster, args.cluster) {
+        (Some(cluster), true) => operator::control_chain::events(cluster, args, out)?,
+        (None, true) => {
+            anyhow::bail!("--cluster reads the cluster's control chain: it needs [cluster]")
+        }
+        (_, false) => replay::events(&config.store, args, out)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

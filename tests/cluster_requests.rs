@@ -100,6 +100,31 @@ fn a_command_held_through_one_replica_is_approved_from_the_other_and_runs_once_w
         said.contains("cluster chain:") && said.contains("intact"),
         "{said}"
     );
+    // Any replica reads the whole story from the control chain.
+    let chain = c.a.cli_ok("events", &["--cluster", "--json"]);
+    let chain: Vec<Value> = String::from_utf8_lossy(&chain.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let step = |kind: &str| {
+        chain
+            .iter()
+            .find(|e| e["kind"] == kind && e["request_id"].as_i64() == id.parse().ok())
+            .unwrap_or_else(|| panic!("{kind} of request {id}: {chain:#?}"))
+    };
+    assert_eq!(step("command.held")["source"], "a");
+    assert_eq!(step("command.held")["command"], HELD);
+    let approved = step("command.approved");
+    assert_eq!(
+        (&approved["source"], &approved["held_replica"]),
+        (&Value::from("b"), &Value::from("a")),
+        "{approved:#}"
+    );
+    let text = c.b.cli_ok("events", &["--cluster"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("  b  command.approved  "),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -341,4 +366,16 @@ fn with_the_database_lost_a_command_that_would_be_held_or_a_grant_request_is_ref
             .ok_or_else(|| format!("{out:?}"))
     });
     assert_eq!(queue(&c.b, false).len(), 1);
+}
+
+#[test]
+fn the_control_chain_needs_a_cluster() {
+    let b = Bastion::start(Setup::standard());
+    let out = b.cli("events", &["--cluster"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it needs [cluster]"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty());
 }

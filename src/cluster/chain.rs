@@ -87,7 +87,52 @@ fn link(prev: &str, seq: i64, at_us: i64, source: &str, kind: &str, body: &str) 
     hex::encode(hasher.finalize())
 }
 
+/// One event of the shared chain, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEvent {
+    pub seq: i64,
+    pub at_us: i64,
+    /// The replica (or operator command) that appended it.
+    pub source: String,
+    pub kind: String,
+    /// The event's fields, as JSON.
+    pub body: String,
+}
+
 impl Cluster {
+    /// At most `limit` events of the shared chain after `after_seq` (and
+    /// from `since_us` on, when given), oldest first.
+    pub async fn chain_events(
+        &self,
+        after_seq: i64,
+        since_us: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<ChainEvent>, ClusterError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(async move |client| {
+            let rows = client
+                .query(
+                    "SELECT seq, at_us, source, kind, body FROM events
+                     WHERE seq > $1 AND ($2::BIGINT IS NULL OR at_us >= $2)
+                     ORDER BY seq LIMIT $3",
+                    &[&after_seq, &since_us, &limit],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ChainEvent {
+                        seq: row.try_get(0)?,
+                        at_us: row.try_get(1)?,
+                        source: row.try_get(2)?,
+                        kind: row.try_get(3)?,
+                        body: row.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Walks the whole shared chain, and checks the head names its end.
     pub async fn verify_chain(&self) -> Result<ChainReport, ClusterError> {
         self.run(async |client| {

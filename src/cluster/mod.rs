@@ -30,7 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::ClusterSettings;
 pub use archived::Seal;
-pub use chain::ChainReport;
+pub use chain::{ChainEvent, ChainReport};
 pub use grants::Admitted;
 pub use index::ClusterSession;
 pub use sessions::Sweep;

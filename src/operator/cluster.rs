@@ -26,7 +26,7 @@ fn block_on<T>(op: impl std::future::Future<Output = anyhow::Result<T>>) -> anyh
 }
 
 /// Runs `op` on a fresh connection to the cluster, from a plain CLI process.
-fn with_cluster<T>(
+pub(super) fn with_cluster<T>(
     settings: &ClusterSettings,
     op: impl AsyncFnOnce(&Cluster) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {

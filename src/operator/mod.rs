@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod control_chain;
 pub mod grant;
 pub mod krl;
 pub mod reload;

@@ -36,6 +36,11 @@ pub struct EventsArgs {
     /// One JSON object per line
     #[arg(long)]
     pub json: bool,
+    /// With `[cluster]`: the cluster's control chain (revocations,
+    /// suspensions, archive seals, requests and their decisions) instead
+    /// of this replica's store
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// Prints the events; with `follow`, never returns unless writing fails.
