@@ -1,7 +1,7 @@
 //! Reading the session index: every replica's sessions, as `portcullis
 //! sessions` and the web viewer list them.
 
-use tokio_postgres::Row;
+use tokio_postgres::{GenericClient, Row};
 
 use super::{Cluster, ClusterError};
 use crate::audit::{SessionFilter, SessionId, SessionRecord};
@@ -24,25 +24,7 @@ impl Cluster {
         filter: &SessionFilter,
     ) -> Result<Vec<ClusterSession>, ClusterError> {
         self.run(async move |client| {
-            let rows = client
-                .query(
-                    &format!(
-                        "SELECT {INDEX_COLUMNS} FROM sessions
-                         WHERE ($1::text IS NULL OR identity = $1)
-                           AND ($2::text IS NULL OR task = $2)
-                           AND ($3::text IS NULL OR target = $3)
-                           AND ($4::bigint IS NULL OR started_at_us >= $4)
-                         ORDER BY started_at_us, replica, local_id"
-                    ),
-                    &[
-                        &filter.identity,
-                        &filter.task,
-                        &filter.target,
-                        &filter.since_us,
-                    ],
-                )
-                .await?;
-            rows.iter().map(session_from_row).collect()
+            matching(&*client, filter, None, Order::OldestFirst, None).await
         })
         .await
     }
@@ -78,34 +60,55 @@ impl Cluster {
     ) -> Result<Vec<ClusterSession>, ClusterError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(async move |client| {
-            let rows = client
-                .query(
-                    &format!(
-                        "SELECT {INDEX_COLUMNS} FROM sessions
-                         WHERE ($1::text IS NULL OR identity = $1)
-                           AND ($2::text IS NULL OR task = $2)
-                           AND ($3::text IS NULL OR target = $3)
-                           AND ($4::bigint IS NULL OR started_at_us >= $4)
-                           AND ($5::bigint IS NULL OR started_at_us < $5)
-                           AND ($6::bigint IS NULL OR started_at_us < $6)
-                         ORDER BY started_at_us DESC, replica, local_id DESC
-                         LIMIT $7"
-                    ),
-                    &[
-                        &filter.identity,
-                        &filter.task,
-                        &filter.target,
-                        &filter.since_us,
-                        &filter.until_us,
-                        &before_us,
-                        &limit,
-                    ],
-                )
-                .await?;
-            rows.iter().map(session_from_row).collect()
+            matching(&*client, filter, before_us, Order::NewestFirst, Some(limit)).await
         })
         .await
     }
+}
+
+enum Order {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// The index's sessions matching `filter`'s identity, task, target and
+/// time range, started before `before_us` when given; at most `limit`.
+async fn matching(
+    client: &impl GenericClient,
+    filter: &SessionFilter,
+    before_us: Option<i64>,
+    order: Order,
+    limit: Option<i64>,
+) -> Result<Vec<ClusterSession>, ClusterError> {
+    let order = match order {
+        Order::OldestFirst => "started_at_us, replica, local_id",
+        Order::NewestFirst => "started_at_us DESC, replica, local_id DESC",
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {INDEX_COLUMNS} FROM sessions
+                 WHERE ($1::text IS NULL OR identity = $1)
+                   AND ($2::text IS NULL OR task = $2)
+                   AND ($3::text IS NULL OR target = $3)
+                   AND ($4::bigint IS NULL OR started_at_us >= $4)
+                   AND ($5::bigint IS NULL OR started_at_us < $5)
+                   AND ($6::bigint IS NULL OR started_at_us < $6)
+                 ORDER BY {order}
+                 LIMIT $7"
+            ),
+            &[
+                &filter.identity,
+                &filter.task,
+                &filter.target,
+                &filter.since_us,
+                &filter.until_us,
+                &before_us,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(session_from_row).collect()
 }
 
 fn session_from_row(row: &Row) -> Result<ClusterSession, ClusterError> {
