@@ -270,3 +270,39 @@ fn a_sign_in_made_on_one_replicas_viewer_signs_in_nowhere_else() {
     let cookie = sign_in(web_b.port, &review_link_via(rig.lb.to[1], &id, port));
     assert_eq!(get(web_b.port, "/api/sessions", Some(&cookie)).status, 200);
 }
+
+#[test]
+fn a_forged_archived_object_is_refused_by_the_viewer_and_nothing_of_it_is_shown() {
+    let (rig, web, cookie) = rig_with_b_viewer();
+    let id = session_on_a(&rig, "echo recorded-on-a");
+    let path = format!("/replicas/a/sessions/{id}");
+    eventually("the session archived", || {
+        let page = get(web.port, &path, Some(&cookie));
+        (page.status == 200)
+            .then_some(())
+            .ok_or_else(|| format!("{} {}", page.status, page.body))
+    });
+    let s3 = rig.s3.as_ref().expect("the archive");
+    let key = format!("cluster/sessions/a/{id}.json");
+    let forged = String::from_utf8_lossy(&s3.get(&key)).replace("recorded-on-a", "recorded-on-X");
+    s3.overwrite(&key, forged.as_bytes());
+    for route in [
+        path.clone(),
+        format!("/api{path}"),
+        format!("{path}/transcript.json"),
+        format!("{path}/asciicast"),
+    ] {
+        let answer = get(web.port, &route, Some(&cookie));
+        assert_eq!(answer.status, 502, "{route}: {}", answer.body);
+        assert!(
+            answer.body.contains("does not match its seal"),
+            "{route}: {}",
+            answer.body
+        );
+        assert!(
+            !answer.body.contains("recorded-on-X"),
+            "{route}: {}",
+            answer.body
+        );
+    }
+}
